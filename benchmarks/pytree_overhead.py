@@ -85,7 +85,8 @@ def main() -> None:
     print(f"  jitted identity on TensorMap : {median_tensor * 1e6:8.1f} us/call (median)")
     print(f"  jitted identity on flat list : {median_flat * 1e6:8.1f} us/call (median)")
     print(f"  ratio TensorMap / flat list  : {result['ratio']:.2f} (target <= 1.5)")
-    print(f"  first call (trace + compile) : {compile_s['tensormap']:.3f} s vs {compile_s['flat']:.3f} s")
+    first = f"{compile_s['tensormap']:.3f} s vs {compile_s['flat']:.3f} s"
+    print(f"  first call (trace + compile) : {first}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pytree_overhead.json").write_text(json.dumps(result, indent=2))
     print(f"wrote {RESULTS / 'pytree_overhead.json'}")

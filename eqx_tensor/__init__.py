@@ -5,11 +5,43 @@ The data model follows metatensor (:class:`Labels`, :class:`TensorBlock`,
 """
 
 from .block import TensorBlock
+from .io import (
+    load,
+    load_block,
+    load_block_buffer,
+    load_buffer,
+    load_labels,
+    load_labels_buffer,
+    save,
+    save_block,
+    save_block_buffer,
+    save_buffer,
+    save_labels,
+    save_labels_buffer,
+)
 from .labels import Labels, LabelsEntry
-from .tensormap import TensorMap
 from .operations import *  # noqa: F403
 from .operations import __all__ as _operations_all
+from .tensormap import TensorMap
 
 __version__ = "0.1.0"
 
-__all__ = ["Labels", "LabelsEntry", "TensorBlock", "TensorMap", *_operations_all]
+__all__ = [
+    "Labels",
+    "LabelsEntry",
+    "TensorBlock",
+    "TensorMap",
+    "load",
+    "load_block",
+    "load_block_buffer",
+    "load_buffer",
+    "load_labels",
+    "load_labels_buffer",
+    "save",
+    "save_block",
+    "save_block_buffer",
+    "save_buffer",
+    "save_labels",
+    "save_labels_buffer",
+    *_operations_all,
+]

@@ -1,8 +1,8 @@
 """keys_to_samples, keys_to_properties and components_to_properties.
 
 All index computations happen on static metadata with NumPy; the arrays are only gathered,
-concatenated and scattered with ``jax.numpy``, so these functions are jit-able and
-differentiable through the values.
+concatenated and scattered (with NumPy for NumPy data, ``jax.numpy`` otherwise, see
+``_backend``), so these functions are jit-able and differentiable through the values.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import jax.numpy as jnp
 import numpy as np
 
+from ._backend import namespace, set_rows
 from .block import TensorBlock
 from .labels import Labels
 
@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from .tensormap import TensorMap
 
 
-def _names_to_move(tensor: TensorMap, keys_to_move: str | Sequence[str], operation: str) -> list[str]:
+def _names_to_move(
+    tensor: TensorMap, keys_to_move: str | Sequence[str], operation: str
+) -> list[str]:
     names = [keys_to_move] if isinstance(keys_to_move, str) else list(keys_to_move)
     if not names:
         raise ValueError(f"{operation}: give at least one key dimension to move")
@@ -56,7 +58,9 @@ def _static_samples(block: TensorBlock, operation: str) -> Labels:
     return block.samples.require_static(operation)
 
 
-def keys_to_samples(tensor: TensorMap, keys_to_move: str | Sequence[str], *, sort_samples: bool = True) -> TensorMap:
+def keys_to_samples(
+    tensor: TensorMap, keys_to_move: str | Sequence[str], *, sort_samples: bool = True
+) -> TensorMap:
     from .tensormap import TensorMap
 
     operation = "keys_to_samples"
@@ -89,7 +93,8 @@ def keys_to_samples(tensor: TensorMap, keys_to_move: str | Sequence[str], *, sor
         order = _lexsort_rows(all_samples) if sort_samples else np.arange(len(all_samples))
         new_position = np.empty(len(order), dtype=np.int64)
         new_position[order] = np.arange(len(order))
-        values = jnp.concatenate([jnp.asarray(b.values) for b in blocks], axis=0)
+        xp = namespace(*[b.values for b in blocks])
+        values = xp.concatenate([b.values for b in blocks], axis=0)
         new_block = TensorBlock(
             values[order],
             Labels(first.samples.names + moved, all_samples[order]),
@@ -104,13 +109,13 @@ def keys_to_samples(tensor: TensorMap, keys_to_move: str | Sequence[str], *, sor
                 g_samples = np.array(_static_samples(g, operation).values)
                 g_samples[:, 0] = new_position[g_samples[:, 0] + offset]
                 rows.append(g_samples)
-                arrays.append(jnp.asarray(g.values))
+                arrays.append(g.values)
             g_rows = np.concatenate(rows, axis=0)
             g_order = _lexsort_rows(g_rows) if sort_samples else np.arange(len(g_rows))
             new_block.add_gradient(
                 parameter,
                 TensorBlock(
-                    jnp.concatenate(arrays, axis=0)[g_order],
+                    namespace(*arrays).concatenate(arrays, axis=0)[g_order],
                     Labels(gradient.samples.names, g_rows[g_order]),
                     gradient.components,
                     gradient.properties,
@@ -120,7 +125,9 @@ def keys_to_samples(tensor: TensorMap, keys_to_move: str | Sequence[str], *, sor
     return TensorMap(new_keys, new_blocks)
 
 
-def _merged_samples(sample_sets: list[np.ndarray], sort: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+def _merged_samples(
+    sample_sets: list[np.ndarray], sort: bool
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Union of row sets (first-appearance order, or sorted) and each set's rows in it."""
     width = sample_sets[0].shape[1]
     stacked = np.concatenate(sample_sets, axis=0) if sample_sets else np.zeros((0, width), np.int32)
@@ -203,8 +210,11 @@ def keys_to_properties(
         shape = (len(samples), *[len(c) for c in first.components], len(new_properties))
         values = _scatter(
             shape,
-            [(rows_of_block[b], offsets[i], blocks[b].values) for i, b in enumerate(block_of_entry)
-             if b is not None],
+            [
+                (rows_of_block[b], offsets[i], blocks[b].values)
+                for i, b in enumerate(block_of_entry)
+                if b is not None
+            ],
             fill_value,
             blocks,
         )
@@ -223,8 +233,11 @@ def keys_to_properties(
             g_shape = (len(g_merged), *[len(c) for c in gradient.components], len(new_properties))
             g_values = _scatter(
                 g_shape,
-                [(g_rows[b], offsets[i], g_blocks[b].values)
-                 for i, b in enumerate(block_of_entry) if b is not None],
+                [
+                    (g_rows[b], offsets[i], g_blocks[b].values)
+                    for i, b in enumerate(block_of_entry)
+                    if b is not None
+                ],
                 fill_value=0.0,
                 blocks=blocks,
             )
@@ -247,11 +260,12 @@ def _scatter(
     fill_value: float,
     blocks: list[TensorBlock],
 ) -> Any:
-    dtype = jnp.result_type(*[jnp.asarray(b.values).dtype for b in blocks])
-    out = jnp.full(shape, fill_value, dtype=dtype)
+    xp = namespace(*[b.values for b in blocks])
+    dtype = xp.result_type(*[b.values.dtype for b in blocks])
+    out = xp.full(shape, fill_value, dtype=dtype)
     for rows, offset, values in pieces:
         n = values.shape[-1]
-        out = out.at[rows, ..., offset : offset + n].set(jnp.asarray(values, dtype=dtype))
+        out = set_rows(out, (rows, ..., slice(offset, offset + n)), values.astype(dtype))
     return out
 
 
@@ -272,13 +286,14 @@ def components_to_properties(tensor: TensorMap, dimensions: str | Sequence[str])
 
 
 def _move_components(
-    values: Any, components: list[Labels], properties: Labels, names: list[str], n_extra: int
+    values: Any, components: list[Labels], properties: Labels, names: list[str]
 ) -> tuple[Any, list[Labels], Labels]:
-    """Move the named components (axes after ``n_extra`` leading components) into properties."""
+    """Move the named components of ``values`` into the front of the properties."""
     component_names = [c.names[0] for c in components]
     moved_axes = [1 + component_names.index(n) for n in names]
     kept_axes = [a for a in range(values.ndim - 1) if a not in moved_axes]
-    permuted = jnp.transpose(jnp.asarray(values), [*kept_axes, *moved_axes, values.ndim - 1])
+    xp = namespace(values)
+    permuted = xp.transpose(values, [*kept_axes, *moved_axes, values.ndim - 1])
     new_shape = (*[values.shape[a] for a in kept_axes], -1)
     moved_labels = [components[a - 1] for a in moved_axes]
     grids = np.meshgrid(
@@ -290,19 +305,17 @@ def _move_components(
         names + properties.names, np.column_stack([*columns, property_values]).astype(np.int32)
     )
     kept = [c for c in components if c.names[0] not in names]
-    del n_extra
     return permuted.reshape(new_shape), kept, new_properties
 
 
 def _components_to_properties_block(block: TensorBlock, names: list[str]) -> TensorBlock:
     values, components, properties = _move_components(
-        block.values, block.components, block.properties, names, 0
+        block.values, block.components, block.properties, names
     )
     new_block = TensorBlock(values, block.samples, components, properties)
     for parameter, gradient in block.gradients():
-        n_extra = len(gradient.components) - len(block.components)
         g_values, g_components, _ = _move_components(
-            gradient.values, gradient.components, gradient.properties, names, n_extra
+            gradient.values, gradient.components, gradient.properties, names
         )
         new_block.add_gradient(
             parameter, TensorBlock(g_values, gradient.samples, g_components, properties)

@@ -52,8 +52,15 @@ class BlockMeta:
     compares treedefs on every jitted call.
     """
 
-    __slots__ = ("_hash", "components", "gradients", "n_leaves", "parameter", "properties",
-                 "samples")
+    __slots__ = (
+        "_hash",
+        "components",
+        "gradients",
+        "n_leaves",
+        "parameter",
+        "properties",
+        "samples",
+    )
 
     def __init__(
         self,
@@ -123,8 +130,16 @@ class TensorBlock:
         properties: labels of the last axis.
     """
 
-    __slots__ = ("_components", "_frozen", "_gradients", "_meta", "_parameter", "_properties",
-                 "_samples", "_values")
+    __slots__ = (
+        "_components",
+        "_frozen",
+        "_gradients",
+        "_meta",
+        "_parameter",
+        "_properties",
+        "_samples",
+        "_values",
+    )
 
     def __init__(
         self, values: Any, samples: Labels, components: Sequence[Labels], properties: Labels
@@ -331,7 +346,11 @@ class TensorBlock:
     def copy(self) -> TensorBlock:
         """A modifiable copy with copied arrays (gradients included)."""
         new = TensorBlock._unchecked(
-            _copy_array(self._values), self._samples, self._components, self._properties, {},
+            _copy_array(self._values),
+            self._samples,
+            self._components,
+            self._properties,
+            {},
             self._parameter,
         )
         new._frozen = False
@@ -365,9 +384,7 @@ class TensorBlock:
 
     # ----------------------------------------------------------------- printing
     def __repr__(self) -> str:
-        header = (
-            f"Gradient TensorBlock ('{self._parameter}')" if self._parameter else "TensorBlock"
-        )
+        header = f"Gradient TensorBlock ('{self._parameter}')" if self._parameter else "TensorBlock"
         shape = ", ".join(str(len(c)) for c in self._components)
         gradients = self.gradients_list() if self._gradients else None
         samples = self._samples.names

@@ -286,8 +286,7 @@ class Labels:
         if isinstance(entry, LabelsEntry):
             if entry._names != self._names:
                 raise ValueError(
-                    f"entry names {list(entry._names)} differ from labels names "
-                    f"{list(self._names)}"
+                    f"entry names {list(entry._names)} differ from labels names {list(self._names)}"
                 )
             row = entry.values
         else:
@@ -415,9 +414,11 @@ class Labels:
         column = self._new_column(name, values)
         if not 0 <= index <= len(self._names):
             raise ValueError(f"insert index {index} out of range for {len(self._names)} names")
-        names = self._names[:index] + (name,) + self._names[index:]
-        xp = np if isinstance(self._values, np.ndarray) and isinstance(column, np.ndarray) else (
-            jax.numpy
+        names = (*self._names[:index], name, *self._names[index:])
+        xp = (
+            np
+            if isinstance(self._values, np.ndarray) and isinstance(column, np.ndarray)
+            else (jax.numpy)
         )
         new = xp.concatenate(
             [self._values[:, :index], column[:, None].astype(np.int32), self._values[:, index:]],
@@ -450,7 +451,7 @@ class Labels:
         _check_names([new])
         if new in self._names and new != old:
             raise ValueError(f"'{new}' is already a dimension of these Labels")
-        names = self._names[:index] + (new,) + self._names[index + 1 :]
+        names = (*self._names[:index], new, *self._names[index + 1:])
         return Labels._unchecked(names, self._values)
 
     def permute(self, dimensions_indexes: Sequence[int]) -> Labels:

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .block import BlockMeta, TensorBlock
@@ -27,7 +26,9 @@ class TensorMapMeta:
 
     __slots__ = ("_hash", "blocks", "info", "keys", "n_leaves")
 
-    def __init__(self, keys: Labels, blocks: tuple[BlockMeta, ...], info: tuple[tuple[str, str], ...]):
+    def __init__(
+        self, keys: Labels, blocks: tuple[BlockMeta, ...], info: tuple[tuple[str, str], ...]
+    ):
         self.keys = keys
         self.blocks = blocks
         self.info = info
@@ -281,7 +282,11 @@ class TensorMap:
 
     # ----------------------------------------------------------------- moving metadata
     def keys_to_samples(
-        self, keys_to_move: str | Sequence[str], *, fill_value: float = 0.0, sort_samples: bool = True
+        self,
+        keys_to_move: str | Sequence[str],
+        *,
+        fill_value: float = 0.0,
+        sort_samples: bool = True,
     ) -> TensorMap:
         """Move key dimensions to the end of the samples, merging the blocks that then share keys.
 
@@ -343,7 +348,3 @@ def _unflatten_tensormap(meta: TensorMapMeta, leaves: Sequence[Any]) -> TensorMa
 
 
 jax.tree_util.register_pytree_node(TensorMap, _flatten_tensormap, _unflatten_tensormap)
-
-
-
-

@@ -29,7 +29,9 @@ def synthetic_expansion(seed: int = 0) -> eqt.TensorMap:
         for neighbor in (6, 8):
             for l in range(3):
                 n_samples = 2 if center == 6 else 3
-                samples = eqt.Labels(["system", "atom"], np.array([[0, i] for i in range(n_samples)]))
+                samples = eqt.Labels(
+                    ["system", "atom"], np.array([[0, i] for i in range(n_samples)])
+                )
                 o3_mu = eqt.Labels(["o3_mu"], np.arange(-l, l + 1).reshape(-1, 1))
                 properties = eqt.Labels.range("n", 4)
                 block = eqt.TensorBlock(
@@ -74,19 +76,23 @@ def main() -> None:
     tensor = jax.tree_util.tree_map(jnp.asarray, eqt.remove_gradients(expansion))
     value, grads = jax.value_and_grad(power_spectrum_norm)(tensor)
     print(f"\njitted scalar over {len(tensor)} blocks: {float(value):.6f}")
-    print(f"its gradient is a {type(grads).__name__} with the same keys: {grads.keys == tensor.keys}")
-    check = max(
-        float(jnp.max(jnp.abs(g.values - 2 * b.values))) for g, b in zip(grads, tensor)
+    print(
+        f"its gradient is a {type(grads).__name__} with the same keys: {grads.keys == tensor.keys}"
     )
+    check = max(float(jnp.max(jnp.abs(g.values - 2 * b.values))) for g, b in zip(grads, tensor))
     print(f"max |grad - 2 x| = {check:.1e}")
 
     # explicit gradients travel with the operations
     squared = eqt.pow(expansion, 2)
-    by_hand = 2 * block.values[block.gradient("positions").samples["sample"], None] * block.gradient(
-        "positions"
-    ).values
+    by_hand = (
+        2
+        * block.values[block.gradient("positions").samples["sample"], None]
+        * block.gradient("positions").values
+    )
     ours = squared.block(o3_lambda=2, center_type=8, neighbor_type=8).gradient("positions").values
-    print(f"pow(x, 2) explicit positions gradient matches 2 x dx: {bool(np.allclose(ours, by_hand))}")
+    print(
+        f"pow(x, 2) explicit positions gradient matches 2 x dx: {bool(np.allclose(ours, by_hand))}"
+    )
 
     per_system = eqt.sum_over_samples(
         expansion.keys_to_samples(["center_type", "neighbor_type"]),

@@ -54,13 +54,20 @@ def assert_block_equal(ours: eqt.TensorBlock, theirs, atol: float = 1e-12, what=
         assert_labels_equal(a, b, f"{what} components[{i}]")
     assert_labels_equal(ours.properties, theirs.properties, f"{what} properties")
     np.testing.assert_allclose(
-        np.asarray(ours.values), _to_numpy(theirs.values), rtol=0, atol=atol, err_msg=f"{what} values"
+        np.asarray(ours.values),
+        _to_numpy(theirs.values),
+        rtol=0,
+        atol=atol,
+        err_msg=f"{what} values",
     )
     # metatensor keeps gradients in a hash map, so their order carries no meaning
     assert sorted(ours.gradients_list()) == sorted(theirs.gradients_list()), f"{what} gradients"
     for parameter in theirs.gradients_list():
         assert_block_equal(
-            ours.gradient(parameter), theirs.gradient(parameter), atol, f"{what} gradient {parameter}"
+            ours.gradient(parameter),
+            theirs.gradient(parameter),
+            atol,
+            f"{what} gradient {parameter}",
         )
 
 

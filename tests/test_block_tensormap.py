@@ -40,18 +40,27 @@ def test_block_shape_errors_name_the_dimension():
     with pytest.raises(ValueError, match=r"axis 0 \(samples\) has size 4"):
         TensorBlock(np.zeros((4, 2)), Labels.range("s", 3), [], Labels.range("p", 2))
     with pytest.raises(ValueError, match=r"axis 1 \(component 'o3_mu'\)"):
-        TensorBlock(np.zeros((3, 2, 2)), Labels.range("s", 3), [Labels.range("o3_mu", 3)],
-                    Labels.range("p", 2))
+        TensorBlock(
+            np.zeros((3, 2, 2)),
+            Labels.range("s", 3),
+            [Labels.range("o3_mu", 3)],
+            Labels.range("p", 2),
+        )
     with pytest.raises(ValueError, match=r"axis 1 \(properties\)"):
         TensorBlock(np.zeros((3, 5)), Labels.range("s", 3), [], Labels.range("p", 2))
     with pytest.raises(ValueError, match="3 dimensions"):
-        TensorBlock(np.zeros((3, 2)), Labels.range("s", 3), [Labels.range("c", 1)],
-                    Labels.range("p", 2))
+        TensorBlock(
+            np.zeros((3, 2)), Labels.range("s", 3), [Labels.range("c", 1)], Labels.range("p", 2)
+        )
     with pytest.raises(TypeError, match="samples must be Labels"):
         TensorBlock(np.zeros((3, 2)), [0, 1, 2], [], Labels.range("p", 2))
     with pytest.raises(ValueError, match="exactly one dimension"):
-        TensorBlock(np.zeros((1, 1, 2)), Labels.range("s", 1), [Labels.single().append("b", 0)],
-                    Labels.range("p", 2))
+        TensorBlock(
+            np.zeros((1, 1, 2)),
+            Labels.range("s", 1),
+            [Labels.single().append("b", 0)],
+            Labels.range("p", 2),
+        )
 
 
 def test_gradient_validation():
@@ -72,8 +81,9 @@ def test_gradient_validation():
     with pytest.raises(ValueError, match="properties of the gradient"):
         _block().add_gradient("positions", other_properties)
     with_components = _block(components=[Labels.range("o3_mu", 3)])
-    wrong = TensorBlock(np.ones((1, 2)), Labels(["sample"], np.array([[0]])), [],
-                        with_components.properties)
+    wrong = TensorBlock(
+        np.ones((1, 2)), Labels(["sample"], np.array([[0]])), [], with_components.properties
+    )
     with pytest.raises(ValueError, match="must end with the values' components"):
         with_components.add_gradient("positions", wrong)
     with pytest.raises(ValueError, match="gradients of gradients"):

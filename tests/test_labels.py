@@ -94,7 +94,9 @@ def test_select_matches_metatensor():
 
 def test_dimension_edits_match_metatensor():
     a, ma = _pair(["x", "y"], [[0, 0], [1, 2], [3, 4]])
-    assert_labels_equal(a.insert(1, "n", np.array([7, 8, 9])), ma.insert(1, "n", np.array([7, 8, 9])))
+    assert_labels_equal(
+        a.insert(1, "n", np.array([7, 8, 9])), ma.insert(1, "n", np.array([7, 8, 9]))
+    )
     # metatensor's append inserts at len(self) (entries) instead of len(names): compare with
     # the insert it means
     assert_labels_equal(a.append("n", np.array([7, 8, 9])), ma.insert(2, "n", np.array([7, 8, 9])))
@@ -132,13 +134,22 @@ def test_printing_matches_tutorial_layout():
         ")"
     )
     long = Labels.range("o3_mu", 5)
-    assert [line.strip() for line in str(long).splitlines()] == ["Labels(", "o3_mu", "0", "1", "...", "3", "4", ")"]
+    assert [line.strip() for line in str(long).splitlines()] == [
+        "Labels(",
+        "o3_mu",
+        "0",
+        "1",
+        "...",
+        "3",
+        "4",
+        ")",
+    ]
 
 
 def test_dynamic_labels():
     dynamic = Labels(["system", "atom"], jnp.array([[0, 1], [0, 2]], dtype=jnp.int32))
     assert dynamic.is_dynamic and len(dynamic) == 2
-    with pytest.raises(ValueError, match="Labels.select needs the values"):
+    with pytest.raises(ValueError, match=r"Labels\.select needs the values"):
         dynamic.select(Labels(["system"], np.array([[0]])))
     static = dynamic.to_static()
     assert not static.is_dynamic

@@ -60,13 +60,17 @@ def test_jit_traces_once_per_metadata(expansion, dtype):
 
     tensor = _as(expansion, dtype)
     first = scale(tensor)
-    second = scale(_as(from_metatensor(metatensor.load(data_path("spherical-expansion.mts"))), dtype))
+    second = scale(
+        _as(from_metatensor(metatensor.load(data_path("spherical-expansion.mts"))), dtype)
+    )
     third = scale(first)
     assert len(traces) == 1
     assert isinstance(third, TensorMap) and third.keys == tensor.keys
     np.testing.assert_allclose(third.block(3).values, 4 * np.asarray(tensor.block(3).values))
-    np.testing.assert_allclose(second.block(0).gradient("positions").values,
-                               2 * np.asarray(tensor.block(0).gradient("positions").values))
+    np.testing.assert_allclose(
+        second.block(0).gradient("positions").values,
+        2 * np.asarray(tensor.block(0).gradient("positions").values),
+    )
     assert third.block(0).values.dtype == dtype
     # other metadata: one more trace
     smaller = TensorMap(tensor.keys[:1], [tensor.block(0)])
@@ -83,7 +87,7 @@ def test_grad_is_a_tensormap_with_same_metadata(expansion, dtype):
     for g, t in zip(grads, tensor):
         np.testing.assert_allclose(g.values, 2 * t.values, rtol=1e-6)
         np.testing.assert_allclose(
-            g.gradient("positions").values, 1.5 * t.gradient("positions").values**2, rtol=1e-6
+            g.gradient("positions").values, 1.5 * t.gradient("positions").values ** 2, rtol=1e-6
         )
         assert g.values.dtype == dtype
 
@@ -91,7 +95,9 @@ def test_grad_is_a_tensormap_with_same_metadata(expansion, dtype):
 def test_grad_matches_finite_differences(expansion):
     tensor = _as(expansion, jnp.float64)
     grads = jax.grad(_energy)(tensor)
-    direction = jax.tree_util.tree_map(lambda x: jnp.cos(jnp.arange(x.size).reshape(x.shape)), tensor)
+    direction = jax.tree_util.tree_map(
+        lambda x: jnp.cos(jnp.arange(x.size).reshape(x.shape)), tensor
+    )
     eps = 1e-6
     plus = jax.tree_util.tree_map(lambda x, d: x + eps * d, tensor, direction)
     minus = jax.tree_util.tree_map(lambda x, d: x - eps * d, tensor, direction)
@@ -124,8 +130,12 @@ def test_vmap_over_stacked_frames(expansion, dtype):
 def test_optax_adam_on_tensormap_parameters(dtype):
     rng = np.random.default_rng(0)
     blocks = [
-        TensorBlock(jnp.asarray(rng.normal(size=(4, 2 * l + 1, 3)), dtype),
-                    Labels.range("in", 4), [Labels.range("o3_mu", 2 * l + 1)], Labels.range("out", 3))
+        TensorBlock(
+            jnp.asarray(rng.normal(size=(4, 2 * l + 1, 3)), dtype),
+            Labels.range("in", 4),
+            [Labels.range("o3_mu", 2 * l + 1)],
+            Labels.range("out", 3),
+        )
         for l in range(3)
     ]
     params = TensorMap(Labels.range("o3_lambda", 3), blocks)
@@ -134,8 +144,10 @@ def test_optax_adam_on_tensormap_parameters(dtype):
     state = optimizer.init(params)
 
     def loss(p):
-        return sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(p),
-                                                          jax.tree_util.tree_leaves(target)))
+        return sum(
+            jnp.sum((a - b) ** 2)
+            for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(target))
+        )
 
     @jax.jit
     def step(p, s):
