@@ -19,6 +19,7 @@ from .io import (
     save_labels,
     save_labels_buffer,
 )
+from . import o3
 from .labels import Labels, LabelsEntry
 from .operations import *  # noqa: F403
 from .operations import __all__ as _operations_all

@@ -26,8 +26,9 @@ Both bases are real spherical harmonics of a relabelled frame: with the cyclic p
     D_mts(R) = D_e3nn(P R P^T)
 
 so the matrix taking e3nn-basis components to metatensor-basis components is
-``change_of_basis(l) = D_e3nn(P)``. It is a permutation for ``l=1`` (``P`` itself) and a full,
-dense-ish orthogonal matrix for ``l >= 2``.
+``change_of_basis(l) = D_e3nn(P)``. It is a permutation for ``l=1`` (``P`` itself) and a full
+orthogonal matrix for ``l >= 2``. Because it is the representation of a rotation, Clebsch-Gordan
+tensors (rotation invariant) are the same numbers in both bases.
 
 Normalisation and phase of featomic data (checked on the shared ``.mts`` files)
 -------------------------------------------------------------------------------
@@ -42,10 +43,10 @@ and ``l = 0``: no extra ``l``- or ``m``-dependent phase or factor (``tests/test_
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
-import numpy as np
 import e3nn_jax as e3nn
+import numpy as np
 
 # metatensor names of the O(3) dimensions
 O3_LAMBDA = "o3_lambda"
@@ -88,7 +89,7 @@ def parity_from_sigma(l: int, sigma: int) -> int:
 
 
 def product_sigma(l1: int, sigma1: int, l2: int, sigma2: int, l3: int) -> int:
-    """``o3_sigma`` of the order-``l3`` part of the product of ``(l1, sigma1)`` and ``(l2, sigma2)``.
+    """``o3_sigma`` of the order-``l3`` part of ``(l1, sigma1) (x) (l2, sigma2)``.
 
     Parities multiply: ``p3 = p1 * p2``, so ``sigma3 = sigma1 * sigma2 * (-1)**(l1 + l2 + l3)``.
     """
@@ -97,7 +98,7 @@ def product_sigma(l1: int, sigma1: int, l2: int, sigma2: int, l3: int) -> int:
 
 
 def irrep_to_key(irrep: str | e3nn.Irrep) -> tuple[int, int]:
-    """``(o3_lambda, o3_sigma)`` of an e3nn irrep (``"1o"`` or ``e3nn_jax.Irrep``): ``"1o" -> (1, 1)``."""
+    """``(o3_lambda, o3_sigma)`` of an e3nn irrep (str or Irrep): ``"1o" -> (1, 1)``."""
     ir = e3nn.Irrep(irrep)
     return ir.l, sigma_from_parity(ir.l, ir.p)
 
@@ -137,7 +138,7 @@ def change_of_basis(l: int) -> np.ndarray:
     return _change_of_basis(_check_l(l))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _change_of_basis(l: int) -> np.ndarray:
     # e3nn's l=1 basis is (x, y, z), so D_e3nn^1(P) = P
     c = _wigner_from_vector_rep(l, frame_permutation(), e3nn.clebsch_gordan)

@@ -1,4 +1,4 @@
-"""Real spherical harmonics of vectors, in the metatensor basis, as plain arrays.
+"""Real spherical harmonics of vectors in the metatensor basis, as arrays or as a TensorMap.
 
 ``Y_l(r)`` has ``2l+1`` components ``o3_mu = -l..l`` of the standard z-polar real spherical
 harmonics (``l=1`` is ``(y, z, x)``), with no Condon-Shortley phase, as in metatensor, featomic and
@@ -18,6 +18,7 @@ harmonics ``|r|^l Y_l(r_hat)`` (homogeneous polynomials).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Literal
 
 import e3nn_jax as e3nn
@@ -25,7 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .conventions import _check_l
+from ..block import TensorBlock
+from ..labels import Labels
+from ..tensormap import TensorMap
+from ._metadata import o3_mu_labels
+from .conventions import O3_LAMBDA, O3_SIGMA, XYZ, _check_l
 
 Normalization = Literal["integral", "component", "norm"]
 
@@ -70,6 +75,13 @@ def spherical_harmonics_array(
         raise ValueError(f"vectors must have shape (..., 3), got {vectors.shape}")
     if not jnp.issubdtype(vectors.dtype, jnp.floating):
         vectors = vectors.astype(jnp.result_type(float))
+    return _spherical_harmonics(orders, vectors, bool(normalize), normalization)
+
+
+@partial(jax.jit, static_argnums=(0, 2, 3))
+def _spherical_harmonics(
+    orders: tuple[int, ...], vectors: jax.Array, normalize: bool, normalization: str
+) -> dict[int, jax.Array]:
     # Y_mts(r) = Y_e3nn(P r), P r = (y, z, x). e3nn guards |r| = 0 with a where on r^2 before the
     # square root, so the gradient at the zero vector is finite (jnp.linalg.norm would give NaN).
     permuted = vectors[..., np.array([1, 2, 0])]
@@ -79,3 +91,85 @@ def spherical_harmonics_array(
         out[l] = flat[..., start : start + 2 * l + 1]
         start += 2 * l + 1
     return out
+
+
+def spherical_harmonics(
+    vectors: jax.Array,
+    ls: int | Sequence[int],
+    *,
+    samples: Labels | None = None,
+    normalize: bool = True,
+    normalization: Normalization = "integral",
+    gradients: bool = False,
+    gradient_parameter: str = "positions",
+) -> TensorMap:
+    """Real spherical harmonics of ``vectors`` as a TensorMap.
+
+    Args:
+        vectors: shape (n, 3), Cartesian ``(x, y, z)``.
+        ls: ``l_max`` (orders ``0..l_max``) or a sequence of orders.
+        samples: labels of the ``n`` vectors; default ``Labels.range("vector", n)``.
+        normalize, normalization: as in :func:`spherical_harmonics_array`.
+        gradients: also attach the explicit derivative of each ``Y_l(r_i)`` with respect to its
+            own vector ``r_i``, under ``gradient_parameter``: samples ``["sample"]`` (row ``i``),
+            components ``[xyz, o3_mu]``, values ``dY_lm / dr_a`` of shape (n, 3, 2l+1, 1).
+            At the zero vector it is the finite derivative of the un-normalised polynomial.
+        gradient_parameter: the gradient's parameter name.
+
+    Returns:
+        keys ``(o3_lambda, o3_sigma)`` = ``(l, +1)`` (spherical harmonics of a polar vector have
+        parity ``(-1)**l``); blocks of shape (n, 2l+1, 1) with components ``o3_mu`` and a single
+        property (``Labels.single()``).
+    """
+    vectors = jnp.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape[1] != 3:
+        raise ValueError(f"vectors must have shape (n, 3), got {vectors.shape}")
+    orders = _as_ls(ls)
+    n = vectors.shape[0]
+    if samples is None:
+        samples = Labels.range("vector", n)
+    elif len(samples) != n:
+        raise ValueError(f"got {len(samples)} samples for {n} vectors")
+
+    if normalization not in ("integral", "component", "norm"):
+        raise ValueError(
+            f"normalization must be 'integral', 'component' or 'norm', got {normalization!r}"
+        )
+    values, jacobians = _block_arrays(orders, vectors, bool(normalize), normalization, gradients)
+    properties = Labels.single()
+    xyz = Labels([XYZ], np.arange(3, dtype=np.int32).reshape(-1, 1))
+    blocks = []
+    for l in orders:
+        components = [o3_mu_labels(l)]
+        block = TensorBlock(values[l], samples, components, properties)
+        if gradients:
+            rows = Labels(["sample"], np.arange(n, dtype=np.int32).reshape(-1, 1))
+            block.add_gradient(
+                gradient_parameter, TensorBlock(jacobians[l], rows, [xyz, *components], properties)
+            )
+        blocks.append(block)
+    keys = Labels([O3_LAMBDA, O3_SIGMA], np.array([[l, 1] for l in orders], dtype=np.int32))
+    return TensorMap(keys, blocks)
+
+
+@partial(jax.jit, static_argnums=(0, 2, 3, 4))
+def _block_arrays(
+    orders: tuple[int, ...],
+    vectors: jax.Array,
+    normalize: bool,
+    normalization: str,
+    gradients: bool,
+) -> tuple[dict[int, jax.Array], dict[int, jax.Array] | None]:
+    """Block values (n, 2l+1, 1) and, if asked, gradient values (n, 3, 2l+1, 1) per order."""
+
+    def harmonics(v: jax.Array) -> dict[int, jax.Array]:
+        return spherical_harmonics_array(
+            orders, v, normalize=normalize, normalization=normalization
+        )
+
+    values = {l: y[..., None] for l, y in harmonics(vectors).items()}
+    if not gradients:
+        return values, None
+    # d Y_lm(r_i) / d r_ia: jacfwd gives (n, 2l+1, 3), blocks want (n, xyz, o3_mu, property)
+    jacobians = jax.vmap(jax.jacfwd(harmonics))(vectors)
+    return values, {l: jnp.swapaxes(j, -1, -2)[..., None] for l, j in jacobians.items()}

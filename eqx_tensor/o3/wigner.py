@@ -66,7 +66,12 @@ def _wigner_D_all(l_max: int, R: jax.Array) -> list[jax.Array]:
     for l in range(2, l_max + 1):
         q = _coupling_isometry(np.asarray(clebsch_gordan(l - 1, 1, l))).reshape(2 * l - 1, 3, -1)
         q = jnp.asarray(q, R.dtype)
-        ds.append(jnp.einsum("ijk,...ia,...jb,abn->...kn", q, ds[-1], d1, q))
+        # HIGHEST: accelerators would otherwise round float32 products to bf16/tf32
+        ds.append(
+            jnp.einsum(
+                "ijk,...ia,...jb,abn->...kn", q, ds[-1], d1, q, precision=jax.lax.Precision.HIGHEST
+            )
+        )
     return ds
 
 
