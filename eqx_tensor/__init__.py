@@ -4,6 +4,7 @@ The data model follows metatensor (:class:`Labels`, :class:`TensorBlock`,
 :class:`TensorMap`), registered as JAX pytrees with static metadata and array leaves.
 """
 
+from . import o3
 from .block import TensorBlock
 from .io import (
     load,
@@ -19,7 +20,6 @@ from .io import (
     save_labels,
     save_labels_buffer,
 )
-from . import o3
 from .labels import Labels, LabelsEntry
 from .operations import *  # noqa: F403
 from .operations import __all__ as _operations_all
@@ -28,6 +28,7 @@ from .tensormap import TensorMap
 __version__ = "0.1.0"
 
 __all__ = [
+    "o3",
     "Labels",
     "LabelsEntry",
     "TensorBlock",
