@@ -1,0 +1,78 @@
+"""Neural-network layers over TensorMaps, as flax.linen modules, and losses.
+
+Every layer takes and returns a :class:`~eqx_tensor.TensorMap`; its parameters are a plain
+pytree (``model.init``) that optax updates, and ``model.apply(params, tensor)`` is a pure,
+jit-able function. Each module is a thin shell around a pure function of the same module
+(:func:`linear`, :func:`activation`, :func:`layer_norm`).
+"""
+
+from .activations import (
+    Activation,
+    InvariantActivation,
+    InvariantReLU,
+    InvariantSiLU,
+    InvariantTanh,
+    ReLU,
+    SiLU,
+    Tanh,
+    activation,
+)
+from .gate import Gate, gate, soft_odd
+from .layer_norm import InvariantLayerNorm, LayerNorm, layer_norm
+from .linear import EquivariantLinear, Linear, linear
+from .loss import mean_squared_error, sum_squared_error
+from .norm_activation import NormActivation, norm_activation
+from .radial import (
+    RadialMLP,
+    bessel,
+    cosine_cutoff,
+    poly_envelope,
+    polynomial_envelope,
+    radial_basis,
+    safe_norm,
+    soft_envelope,
+    soft_one_hot_linspace,
+    sus,
+)
+from .sequential import ModuleMap, Sequential
+from .tensor_product import TensorProduct, tensor_product, tensor_product_plan
+
+__all__ = [
+    "Activation",
+    "EquivariantLinear",
+    "Gate",
+    "InvariantActivation",
+    "InvariantLayerNorm",
+    "InvariantReLU",
+    "InvariantSiLU",
+    "InvariantTanh",
+    "LayerNorm",
+    "Linear",
+    "ModuleMap",
+    "NormActivation",
+    "RadialMLP",
+    "ReLU",
+    "Sequential",
+    "SiLU",
+    "Tanh",
+    "TensorProduct",
+    "activation",
+    "bessel",
+    "cosine_cutoff",
+    "gate",
+    "layer_norm",
+    "linear",
+    "mean_squared_error",
+    "norm_activation",
+    "poly_envelope",
+    "polynomial_envelope",
+    "radial_basis",
+    "safe_norm",
+    "soft_envelope",
+    "soft_odd",
+    "soft_one_hot_linspace",
+    "sum_squared_error",
+    "sus",
+    "tensor_product",
+    "tensor_product_plan",
+]

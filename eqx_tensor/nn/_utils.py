@@ -1,0 +1,226 @@
+"""Shared helpers of the nn layers: key bookkeeping, per-key arguments, block rebuilding.
+
+Everything here runs on static metadata (NumPy) at trace time; only the gradient helpers touch
+arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..block import TensorBlock
+from ..labels import Labels
+from ..tensormap import TensorMap
+
+Array = Any
+
+#: Keys of the blocks that are invariant under rotations and inversion.
+INVARIANT_KEYS = Labels(["o3_lambda", "o3_sigma"], np.array([[0, 1]], dtype=np.int32))
+#: Keys of pseudoscalar blocks: invariant under rotations, odd under inversion.
+PSEUDOSCALAR_KEYS = Labels(["o3_lambda", "o3_sigma"], np.array([[0, -1]], dtype=np.int32))
+
+
+def check_tensor(tensor: Any, layer: str) -> TensorMap:
+    if not isinstance(tensor, TensorMap):
+        raise TypeError(f"{layer} expects a TensorMap, got {type(tensor).__name__}")
+    return tensor
+
+
+def key_positions(
+    keys: TensorMap | Labels, in_keys: Labels | None, layer: str
+) -> tuple[Labels, np.ndarray]:
+    """The keys the parameters are indexed by, and the parameter row of each block.
+
+    ``keys`` are the keys of the input (or the input itself). Without ``in_keys``, the
+    parameters follow the blocks of the input in order.
+    """
+    if isinstance(keys, TensorMap):
+        keys = keys.keys
+    if in_keys is None:
+        return keys, np.arange(len(keys))
+    if not isinstance(in_keys, Labels):
+        raise TypeError(f"{layer}: in_keys must be Labels, got {type(in_keys).__name__}")
+    if list(in_keys.names) != list(keys.names):
+        raise ValueError(
+            f"{layer}: in_keys names {in_keys.names} differ from the key names of the input "
+            f"{keys.names}"
+        )
+    positions = in_keys.positions(keys)
+    missing = np.nonzero(positions < 0)[0]
+    if len(missing):
+        raise ValueError(
+            f"{layer}: the input has a block with key {keys.entry(int(missing[0]))} "
+            "that is not in in_keys"
+        )
+    return in_keys, positions
+
+
+def per_key(value: Any, name: str, kind: type | tuple[type, ...], n: int, what: str) -> list[Any]:
+    """One value per key: a scalar is repeated, a sequence must have length ``n``.
+
+    Mirrors metatensor-learn's ``_check_module_map_parameter``.
+    """
+    if isinstance(value, kind) and not isinstance(value, (list, tuple)):
+        return [value] * n
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a {_kind_name(kind)} or a sequence of them, got {value!r}")
+    if len(value) != n:
+        raise ValueError(f"{name} has {len(value)} entries but there are {n} {what}")
+    for entry in value:
+        if not isinstance(entry, kind) or (isinstance(entry, bool) and kind is int):
+            raise TypeError(f"every entry of {name} must be a {_kind_name(kind)}, got {entry!r}")
+    return list(value)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(k.__name__ for k in kind)
+    return kind.__name__
+
+
+def select_keys(keys: Labels, selection: Labels | None, default: Labels, layer: str) -> np.ndarray:
+    """Boolean mask of the keys matching ``selection`` (``default`` when ``None``)."""
+    selection = default if selection is None else selection
+    if not isinstance(selection, Labels):
+        raise TypeError(f"{layer}: invariant_keys must be Labels, got {type(selection).__name__}")
+    missing = [n for n in selection.names if n not in keys.names]
+    if missing:
+        raise ValueError(
+            f"{layer}: the keys {keys.names} have no dimension {missing} to select invariant "
+            "blocks; pass invariant_keys= with a selection on the key dimensions you have"
+        )
+    mask = np.zeros(len(keys), dtype=bool)
+    mask[keys.select(selection)] = True
+    return mask
+
+
+def o3_kind(keys: Labels) -> np.ndarray | None:
+    """Per key: 1 invariant, -1 pseudoscalar, 0 covariant; ``None`` without o3 key dimensions."""
+    if "o3_lambda" not in keys.names or "o3_sigma" not in keys.names:
+        return None
+    l = np.asarray(keys.column("o3_lambda"))
+    sigma = np.asarray(keys.column("o3_sigma"))
+    return np.where(l == 0, np.where(sigma == 1, 1, -1), 0)
+
+
+def refuse_covariant(keys: Labels, mask: np.ndarray, layer: str, action: str) -> None:
+    """Raise if ``mask`` selects a block that is not a true scalar (o3_lambda=0, o3_sigma=1)."""
+    kind = o3_kind(keys)
+    if kind is None:
+        return
+    bad = np.nonzero(mask & (kind != 1))[0]
+    if len(bad):
+        key = keys.entry(int(bad[0]))
+        what = "pseudoscalar" if kind[bad[0]] == -1 else "covariant"
+        raise ValueError(
+            f"{layer}: {action} on the {what} block {key} would break equivariance: only "
+            "blocks with o3_lambda=0, o3_sigma=1 are invariant under rotations and inversion"
+        )
+
+
+@functools.lru_cache(maxsize=128)
+def range_properties(n: int) -> Labels:
+    """``Labels.range("_", n)``, cached (metatensor-learn's default output properties)."""
+    return Labels.range("_", n)
+
+
+def out_properties_per_key(
+    out_properties: Labels | Sequence[Labels] | None, n_keys: int, layer: str
+) -> list[Labels] | None:
+    if out_properties is None:
+        return None
+    if isinstance(out_properties, Labels):
+        return [out_properties] * n_keys
+    out_properties = list(out_properties)
+    if len(out_properties) != n_keys:
+        raise ValueError(
+            f"{layer}: out_properties has {len(out_properties)} entries but there are {n_keys} keys"
+        )
+    for i, p in enumerate(out_properties):
+        if not isinstance(p, Labels):
+            raise TypeError(f"{layer}: out_properties[{i}] must be Labels, got {type(p).__name__}")
+    return out_properties
+
+
+def rebuild_block(
+    block: TensorBlock, values: Array, properties: Labels, gradients: dict[str, Array]
+) -> TensorBlock:
+    """A block with the metadata of ``block`` but new values, properties and gradient values."""
+    new = TensorBlock(values, block.samples, block.components, properties)
+    for parameter, gradient in block.gradients():
+        new.add_gradient(
+            parameter,
+            TensorBlock(gradients[parameter], gradient.samples, gradient.components, properties),
+        )
+    return new
+
+
+def with_blocks(tensor: TensorMap, blocks: list[TensorBlock]) -> TensorMap:
+    result = TensorMap(tensor.keys, blocks)
+    for key, value in tensor.info().items():
+        result.set_info(key, value)
+    return result
+
+
+def gradient_rows(gradient: TensorBlock) -> Array:
+    """The values row each gradient row belongs to (the ``"sample"`` column)."""
+    column = gradient.samples.column("sample")
+    return column if isinstance(column, np.ndarray) else jnp.asarray(column)
+
+
+def gradient_primal(values: Array, gradient: TensorBlock) -> tuple[Array, Array]:
+    """The values under each gradient row, broadcast to the gradient's shape.
+
+    Returns ``(primal, tangent)``, both of shape ``(n_gradient_rows * n_extra, *values.shape[1:])``
+    where ``n_extra`` is the product of the gradient's extra components (e.g. ``xyz``).
+    """
+    tangent = jnp.asarray(gradient.values)
+    per_row = values[gradient_rows(gradient)]  # (n_rows, *components, properties)
+    n_extra = tangent.ndim - values.ndim
+    primal = jnp.broadcast_to(
+        per_row.reshape(per_row.shape[:1] + (1,) * n_extra + per_row.shape[1:]), tangent.shape
+    )
+    flat = (-1, *values.shape[1:])
+    return primal.reshape(flat), tangent.reshape(flat)
+
+
+def propagate_gradient(fn: Callable[[Array], Array], values: Array, gradient: TensorBlock) -> Array:
+    """Chain rule for a gradient block through a function acting on each sample independently.
+
+    ``fn`` maps ``(n, *components, in)`` to ``(n, *components, out)`` row by row; the result
+    is ``J_fn(values[sample]) @ gradient`` for every gradient row, in the gradient's shape
+    (with ``out`` properties).
+    """
+    primal, tangent = gradient_primal(values, gradient)
+    _, out = jax.jvp(fn, (primal,), (tangent.astype(primal.dtype),))
+    return out.reshape(*gradient.values.shape[:-1], out.shape[-1])
+
+
+def float_dtype(tensor: TensorMap, param_dtype: Any) -> Any:
+    """``param_dtype`` if given, else the (floating) dtype of the input values."""
+    if param_dtype is not None:
+        return jnp.dtype(param_dtype)
+    dtype = tensor.dtype
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        return jnp.dtype(jnp.float32)
+    return jnp.dtype(dtype)
+
+
+def check_existing(module: Any, name: str, n_keys: int, layer: str) -> None:
+    """Refuse, with a clear message, parameters created for another number of keys."""
+    if module.has_variable("params", name):
+        existing = module.get_variable("params", name)
+        if existing.shape[0] != n_keys:
+            raise ValueError(
+                f"{layer}: the parameter '{name}' was created for {existing.shape[0]} keys but "
+                f"this input needs {n_keys}; pass in_keys= to apply the layer to tensors with "
+                "other keys"
+            )

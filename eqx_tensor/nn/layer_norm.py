@@ -1,0 +1,260 @@
+"""Layer normalisation per block: :class:`LayerNorm` and :class:`InvariantLayerNorm`.
+
+Same normalisation as metatensor-learn's ``LayerNorm``: for every sample, the mean and the
+biased variance are taken over **all** the other axes of the block (components and properties
+together), then
+
+``y = (x - mean) / sqrt(var + eps) * weight + bias``
+
+with ``weight`` and ``bias`` of shape ``(in_features,)`` per key, broadcast over the
+components. With ``mean=False`` the mean is not subtracted but the variance is still the
+centred one (as in metatensor-learn, which divides by ``sqrt(torch.var(x) + eps)``).
+
+Parameters (``variables["params"]``, only with ``elementwise_affine``): ``weight`` of shape
+``(n_norm_keys, in_features)`` initialised to ones and ``bias`` of the same shape initialised to
+zeros, one row per normalised key in key order (padded to the largest ``in_features``).
+
+Departures from metatensor-learn: explicit gradient blocks are supported (chain rule through
+the normalisation; metatensor-learn refuses them), and the output keeps the input properties
+unless ``out_properties`` is given.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..labels import Labels
+from ..tensormap import TensorMap
+from . import _utils
+
+__all__ = ["InvariantLayerNorm", "LayerNorm", "layer_norm"]
+
+Array = Any
+
+
+def _normalise(x: Array, eps: float, mean: bool) -> Array:
+    axes = tuple(range(1, x.ndim))
+    centred = x - jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.mean(centred * centred, axis=axes, keepdims=True)
+    return (centred if mean else x) / jnp.sqrt(var + eps)
+
+
+def layer_norm(
+    tensor: TensorMap,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    *,
+    mask: Sequence[bool] | np.ndarray | None = None,
+    param_index: Sequence[int] | None = None,
+    eps: float | Sequence[float] = 1e-5,
+    mean: bool | Sequence[bool] = True,
+    out_properties: Sequence[Labels] | None = None,
+) -> TensorMap:
+    """Normalise the selected blocks of ``tensor`` per sample (pure function).
+
+    Args:
+        tensor: input TensorMap.
+        weight: ``(n_params, max_features)`` scales, or ``None`` for no scaling.
+        bias: ``(n_params, max_features)`` shifts, or ``None``.
+        mask: per block, whether to normalise it (default all); others pass through.
+        param_index: per block, the row of ``weight``/``bias`` (default block order).
+        eps: added to the variance, one value or one per block.
+        mean: whether to subtract the mean, one value or one per block.
+        out_properties: output properties per block; default the input properties.
+
+    Returns:
+        A TensorMap with the same metadata (gradients follow the chain rule).
+    """
+    tensor = _utils.check_tensor(tensor, "layer_norm")
+    n = len(tensor)
+    mask = (True,) * n if mask is None else tuple(bool(m) for m in mask)
+    param_index = tuple(range(n)) if param_index is None else tuple(int(i) for i in param_index)
+    eps = tuple(float(e) for e in _utils.per_key(eps, "eps", (float, int), n, "blocks"))
+    mean = tuple(_utils.per_key(mean, "mean", bool, n, "blocks"))
+    if out_properties is None:
+        out_properties = tuple(block.properties for block in tensor.blocks())
+    out_properties = tuple(out_properties)
+    for b, (block, properties) in enumerate(zip(tensor.blocks(), out_properties)):
+        if len(properties) != block.values.shape[-1]:
+            raise ValueError(
+                f"layer_norm: out_properties for {tensor.keys.entry(b)} has {len(properties)} "
+                f"entries but the block has {block.values.shape[-1]} properties"
+            )
+    return _layer_norm(tensor, weight, bias, mask, param_index, eps, mean, out_properties)
+
+
+# one compiled program per structure for eager callers; inlined inside a user's jit
+@functools.partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
+def _layer_norm(
+    tensor: TensorMap,
+    weight: Array | None,
+    bias: Array | None,
+    mask: tuple[bool, ...],
+    param_index: tuple[int, ...],
+    eps: tuple[float, ...],
+    mean: tuple[bool, ...],
+    out_properties: tuple[Labels, ...],
+) -> TensorMap:
+    blocks = []
+    for b, block in enumerate(tensor.blocks()):
+        properties = out_properties[b]
+        if not mask[b]:
+            gradients = {p: g.values for p, g in block.gradients()}
+            blocks.append(_utils.rebuild_block(block, block.values, properties, gradients))
+            continue
+        f = block.values.shape[-1]
+        scale = None if weight is None else weight[param_index[b], :f]
+        shift = None if bias is None else bias[param_index[b], :f]
+
+        def fn(
+            x: Array, eps_b: float = eps[b], mean_b: bool = mean[b], scale=scale, shift=shift
+        ) -> Array:
+            y = _normalise(x, eps_b, mean_b)
+            if scale is not None:
+                y = y * scale
+            if shift is not None:
+                y = y + shift
+            return y
+
+        values = jnp.asarray(block.values)
+        gradients = {p: _utils.propagate_gradient(fn, values, g) for p, g in block.gradients()}
+        blocks.append(_utils.rebuild_block(block, fn(values), properties, gradients))
+    return _utils.with_blocks(tensor, blocks)
+
+
+def _apply(module: Any, tensor: TensorMap, layer: str, invariant_only: bool) -> TensorMap:
+    tensor = _utils.check_tensor(tensor, layer)
+    param_keys, positions = _utils.key_positions(tensor, module.in_keys, layer)
+    n = len(param_keys)
+    if invariant_only:
+        selected = _utils.select_keys(
+            param_keys, module.invariant_keys, _utils.INVARIANT_KEYS, layer
+        )
+        _utils.refuse_covariant(param_keys, selected, layer, "a layer normalisation")
+    else:
+        selected = np.ones(n, dtype=bool)
+    norm_keys = np.nonzero(selected)[0]
+    n_norm = len(norm_keys)
+    what = "invariant keys" if invariant_only else "keys"
+
+    from_input = {int(p): int(b.values.shape[-1]) for p, b in zip(positions, tensor.blocks())}
+    if module.in_features is not None:
+        in_features = _utils.per_key(module.in_features, "in_features", int, n_norm, what)
+        for j, k in enumerate(norm_keys):
+            if int(k) in from_input and from_input[int(k)] != in_features[j]:
+                raise ValueError(
+                    f"{layer}: in_features says {in_features[j]} for key "
+                    f"{param_keys.entry(int(k))} but the input block has {from_input[int(k)]}"
+                )
+    else:
+        missing = [int(k) for k in norm_keys if int(k) not in from_input]
+        if missing and module.has_variable("params", "weight"):
+            # applying existing parameters: absent keys are never used
+            width = module.get_variable("params", "weight").shape[1]
+            from_input.update({k: width for k in missing})
+        elif missing:
+            raise ValueError(
+                f"{layer}: the key {param_keys.entry(missing[0])} has no block in the input "
+                "at init, so its in_features is unknown; pass in_features="
+            )
+        in_features = [from_input[int(k)] for k in norm_keys]
+    eps = _utils.per_key(module.eps, "eps", (float, int), n_norm, what)
+    mean = _utils.per_key(module.mean, "mean", bool, n_norm, what)
+
+    weight = bias = None
+    if module.elementwise_affine and n_norm:
+        dtype = _utils.float_dtype(tensor, module.param_dtype)
+        width = max(in_features)
+        valid = np.arange(width)[None, :] < np.array(in_features)[:, None]
+        _utils.check_existing(module, "weight", n_norm, layer)
+        weight = module.param("weight", lambda key, d: jnp.asarray(valid.astype(d)), dtype)
+        if module.bias:
+            bias = module.param("bias", lambda key, d: jnp.zeros((n_norm, width), d), dtype)
+
+    row = np.full(n, -1)
+    row[norm_keys] = np.arange(n_norm)
+    block_row = row[positions]
+    out_properties = _utils.out_properties_per_key(module.out_properties, n, layer)
+    return layer_norm(
+        tensor,
+        weight,
+        bias,
+        mask=block_row >= 0,
+        param_index=np.maximum(block_row, 0),
+        eps=[float(eps[r]) if r >= 0 else 0.0 for r in block_row],
+        mean=[bool(mean[r]) if r >= 0 else True for r in block_row],
+        out_properties=None if out_properties is None else [out_properties[p] for p in positions],
+    )
+
+
+class LayerNorm(nn.Module):
+    """Layer normalisation of every block over its components and properties, per sample.
+
+    Counterpart of ``metatensor.learn.nn.LayerNorm`` (see the module docstring).
+
+    Attributes:
+        in_keys: keys the parameters are indexed by (default: the input keys at init).
+        in_features: features per key (default: read from the input at init).
+        out_properties: output properties, one for all or one per key (default: input's).
+        eps: added to the variance, one value or one per key.
+        elementwise_affine: whether to learn a scale (and a shift if ``bias``) per feature.
+        bias: whether to learn the shift.
+        mean: whether to subtract the mean, one value or one per key.
+        param_dtype: parameter dtype (default: that of the input values).
+    """
+
+    in_keys: Labels | None = None
+    in_features: int | Sequence[int] | None = None
+    out_properties: Labels | Sequence[Labels] | None = None
+    eps: float | Sequence[float] = 1e-5
+    elementwise_affine: bool = True
+    bias: bool = True
+    mean: bool | Sequence[bool] = True
+    param_dtype: Any = None
+
+    @nn.compact
+    def __call__(self, tensor: TensorMap) -> TensorMap:
+        return _apply(self, tensor, "LayerNorm", invariant_only=False)
+
+
+class InvariantLayerNorm(nn.Module):
+    """Layer normalisation of the invariant blocks only; the other blocks pass through.
+
+    Counterpart of ``metatensor.learn.nn.InvariantLayerNorm``: ``in_features``, ``eps`` and
+    ``mean`` given as sequences have one entry per *invariant* key. Normalising a covariant
+    block over its components would break equivariance, so selecting one (with
+    ``o3_lambda``/``o3_sigma`` key dimensions) raises a ``ValueError``.
+
+    Attributes:
+        invariant_keys: selection of the invariant blocks; default ``o3_lambda=0,
+            o3_sigma=1``.
+        others: as in :class:`LayerNorm`.
+    """
+
+    in_keys: Labels | None = None
+    in_features: int | Sequence[int] | None = None
+    out_properties: Labels | Sequence[Labels] | None = None
+    invariant_keys: Labels | None = None
+    eps: float | Sequence[float] = 1e-5
+    elementwise_affine: bool = True
+    bias: bool = True
+    mean: bool | Sequence[bool] = True
+    param_dtype: Any = None
+
+    def identity_blocks(self, keys: Labels) -> np.ndarray:
+        """Per block with these keys, whether this layer leaves its values unchanged."""
+        layer = "InvariantLayerNorm"
+        param_keys, positions = _utils.key_positions(keys, self.in_keys, layer)
+        selected = _utils.select_keys(param_keys, self.invariant_keys, _utils.INVARIANT_KEYS, layer)
+        return ~selected[positions]
+
+    @nn.compact
+    def __call__(self, tensor: TensorMap) -> TensorMap:
+        return _apply(self, tensor, "InvariantLayerNorm", invariant_only=True)

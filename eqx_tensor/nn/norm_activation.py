@@ -1,0 +1,198 @@
+"""Norm activation: every channel of a covariant block scaled by a function of its norm.
+
+For block ``(l, sigma)`` with values ``x`` of shape ``(n, 2l+1, mul)`` (components ``o3_mu``),
+the norm of channel ``c`` of sample ``s`` is
+
+* ``"component"`` (default): ``|x_sc| = sqrt(sum_m x[s, m, c]^2 / (2l+1))``;
+* ``"norm"``: ``|x_sc| = sqrt(sum_m x[s, m, c]^2)``;
+
+and the output is ``x[s, :, c] * f(|x_sc| + b_c)`` (``b`` an optional learned bias per channel,
+zero by default). The norm is rotation and inversion invariant, so the layer is equivariant for
+any ``f``, and it keeps keys, samples, components and properties. This is
+``e3nn_jax.norm_activation`` over TensorMaps (same numbers).
+
+The norm is *safe*: ``sqrt`` is only evaluated on positive arguments, so gradients are finite
+at ``x = 0``. There the derivative of ``x f(|x|)`` is ``f(0)`` (its limit; e3nn-jax substitutes
+``|x| = 1`` at zero and gets ``f(1)``; the values agree, both are 0).
+
+Explicit gradient blocks follow the chain rule (``d(x f(|x|))`` at the values row of each
+gradient row).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ..block import TensorBlock
+from ..o3._metadata import block_orders
+from ..tensormap import TensorMap
+from . import _utils
+
+__all__ = ["NormActivation", "channel_norms", "norm_activation"]
+
+Array = Any
+NORMALIZATIONS = ("component", "norm")
+
+
+def channel_norms(values: Array, normalization: str = "component") -> jax.Array:
+    """Safe norms over the ``o3_mu`` axis of ``values (..., 2l+1, mul)`` -> ``(..., 1, mul)``.
+
+    Zero where the channel is zero, with a zero (not NaN) gradient there.
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    squared = jnp.sum(values**2, axis=-2, keepdims=True)
+    if normalization == "component":
+        squared = squared / values.shape[-2]
+    positive = squared > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
+def _scale(
+    values: Array, fn: Callable[[Array], Array], normalization: str, bias: Array | None
+) -> Array:
+    norms = channel_norms(values, normalization)
+    if bias is not None:
+        norms = norms + bias.astype(norms.dtype)
+    return values * fn(norms)
+
+
+def _selected(tensor: TensorMap, apply_to_scalars: bool, layer: str) -> tuple[bool, ...]:
+    orders = block_orders(tensor, layer)
+    if tensor.component_names[-1:] != ["o3_mu"] and any(l > 0 for l, _ in orders):
+        raise ValueError(
+            f"{layer}: the last component of the blocks must be 'o3_mu', got "
+            f"{tensor.component_names}"
+        )
+    return tuple(l > 0 or apply_to_scalars for l, _ in orders)
+
+
+def norm_activation(
+    tensor: TensorMap,
+    fn: Callable[[Array], Array],
+    *,
+    normalization: str = "component",
+    apply_to_scalars: bool = False,
+    biases: Sequence[Array | None] | None = None,
+) -> TensorMap:
+    """Scale every channel of the selected blocks by ``fn`` of its norm (pure function).
+
+    Args:
+        tensor: keys with ``o3_lambda`` and ``o3_sigma`` (other key dimensions are allowed),
+            blocks ``(n, ..., 2l+1, mul)`` with ``o3_mu`` as last component.
+        fn: elementwise function of the norms (e.g. ``jax.nn.sigmoid``, ``jnp.tanh``).
+        normalization: ``"component"`` or ``"norm"`` (module docstring).
+        apply_to_scalars: also scale the ``o3_lambda = 0`` blocks, by ``fn(|x|)`` (equivariant for
+            pseudoscalars too); by default they pass through unchanged.
+        biases: one entry per block, ``None`` or shape ``(mul,)`` added to the norms.
+
+    Returns:
+        A TensorMap with the metadata of ``tensor``.
+    """
+    layer = "norm_activation"
+    tensor = _utils.check_tensor(tensor, layer)
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"{layer}: normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
+        )
+    selected = _selected(tensor, apply_to_scalars, layer)
+    if biases is None:
+        biases = [None] * len(tensor)
+    biases = list(biases)
+    if len(biases) != len(tensor):
+        raise ValueError(f"{layer}: biases has {len(biases)} entries for {len(tensor)} blocks")
+    for key, block, bias in zip(tensor.keys, tensor.blocks(), biases):
+        if bias is not None and jnp.shape(bias) != (block.values.shape[-1],):
+            raise ValueError(
+                f"{layer}: the bias of block {key} must have shape ({block.values.shape[-1]},), "
+                f"got {jnp.shape(bias)}"
+            )
+    return _norm_activation(tensor, biases, fn, normalization, selected)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _norm_activation(
+    tensor: TensorMap,
+    biases: list[Array | None],
+    fn: Callable[[Array], Array],
+    normalization: str,
+    selected: tuple[bool, ...],
+) -> TensorMap:
+    blocks = []
+    for block, bias, active in zip(tensor.blocks(), biases, selected):
+        if not active:
+            blocks.append(block)
+            continue
+        blocks.append(
+            _apply_block(
+                block, functools.partial(_scale, fn=fn, normalization=normalization, bias=bias)
+            )
+        )
+    return _utils.with_blocks(tensor, blocks)
+
+
+def _apply_block(block: TensorBlock, scale: Callable[[Array], Array]) -> TensorBlock:
+    values = jnp.asarray(block.values)
+    gradients = {
+        parameter: _utils.propagate_gradient(scale, values, gradient)
+        for parameter, gradient in block.gradients()
+    }
+    return _utils.rebuild_block(block, scale(values), block.properties, gradients)
+
+
+class NormActivation(nn.Module):
+    """``x -> x f(|x| + b)`` per channel of every covariant block (see the module docstring).
+
+    Counterpart of e3nn's norm activation; scalar blocks pass through unless
+    ``apply_to_scalars``.
+
+    Attributes:
+        fn: function of the norms; default ``jax.nn.sigmoid``.
+        normalization: ``"component"`` (norm divided by ``sqrt(2l+1)``) or ``"norm"``.
+        apply_to_scalars: also scale the ``o3_lambda = 0`` blocks.
+        bias: learn a bias per channel added to the norms (parameters ``bias``: a tuple with
+            one ``(mul,)`` array per scaled block, in block order, zero-initialised).
+        param_dtype: dtype of the biases; default the dtype of the input values.
+    """
+
+    fn: Callable[[Array], Array] = jax.nn.sigmoid
+    normalization: str = "component"
+    apply_to_scalars: bool = False
+    bias: bool = False
+    param_dtype: Any = None
+
+    @nn.compact
+    def __call__(self, tensor: TensorMap) -> TensorMap:
+        layer = "NormActivation"
+        tensor = _utils.check_tensor(tensor, layer)
+        biases = None
+        if self.bias:
+            selected = _selected(tensor, self.apply_to_scalars, layer)
+            sizes = tuple(
+                int(b.values.shape[-1]) for b, active in zip(tensor.blocks(), selected) if active
+            )
+            dtype = _utils.float_dtype(tensor, self.param_dtype)
+            params = self.param(
+                "bias", lambda _, sizes: tuple(jnp.zeros((s,), dtype) for s in sizes), sizes
+            )
+            created = tuple(p.shape[0] for p in params)
+            if created != sizes:
+                raise ValueError(
+                    f"{layer}: the biases were created for blocks with {created} channels, "
+                    f"this input has {sizes}"
+                )
+            it = iter(params)
+            biases = [next(it) if active else None for active in selected]
+        return norm_activation(
+            tensor,
+            self.fn,
+            normalization=self.normalization,
+            apply_to_scalars=self.apply_to_scalars,
+            biases=biases,
+        )

@@ -1,0 +1,633 @@
+"""Clebsch-Gordan tensor products of irrep blocks: array-level kernels.
+
+Layout and keys
+---------------
+An input is a mapping ``{(l, sigma): array}`` of irrep blocks in the metatensor layout
+``(*batch, 2l+1, mul)`` (samples, ``o3_mu`` components, properties), keyed by ``(o3_lambda,
+o3_sigma)``. The leading ``batch`` axes of the two inputs (and of per-sample weights) broadcast.
+A product of ``(l1, sigma1)`` and ``(l2, sigma2)`` contains ``(l3, sigma3)`` for every
+``|l1 - l2| <= l3 <= l1 + l2``, with ``sigma3 = sigma1 * sigma2 * (-1)**(l1 + l2 + l3)`` (parities
+multiply). One such triple is a *path*.
+
+The kernels only need the Clebsch-Gordan tensors of the basis the blocks are written in
+(``clebsch_gordan(l1, l2, l3)``, shape ``(2l1+1, 2l2+1, 2l3+1)``, default
+:func:`eqx_tensor.o3.clebsch_gordan`, metatensor basis). Coupling tensors are intertwiners, so a
+frame relabelling ``D'(R) = D(P R P^T)`` leaves them unchanged: e3nn-jax's coefficients and ours are
+the same numbers, and the kernels give e3nn-jax's results in either basis. Only the shape and the
+phase of a provider's tensor are used: each is rescaled to unit Frobenius norm (e3nn's convention)
+before the normalisation below is applied.
+
+Modes
+-----
+With ``y_p[..., k, (u, v)] = sum_ij C_p[i, j, k] x1[..., i, u] x2[..., j, v]`` the normalised
+product of path ``p`` (``C_p`` includes the normalisation factors):
+
+``"full"``
+    e3nn-jax's ``tensor_product``: output block ``(l3, sigma3)`` is the concatenation over its
+    paths of the ``mul1 * mul2`` channels ``y_p`` (u major, v minor). No weights.
+``"channelwise"``
+    the "uvu" product of NequIP / MACE convolutions: ``mul2`` is 1 (broadcast) or ``mul1``
+    (channel ``u`` times channel ``u``); each path gives ``mul1`` channels
+    ``sum_ij C_p[i, j, k] x1[..., i, u] x2[..., j, u or 0]``, concatenated over the paths of an
+    output, optionally multiplied by one weight per output channel (shared, or per sample, e.g. per
+    edge from a radial network).
+``"fully_connected"``
+    the "uvw" product of ``e3nn.o3.FullyConnectedTensorProduct``:
+    ``out[..., k, w] = sum_p sum_uv y_p[..., k, (u, v)] W_p[u, v, w]`` with the output
+    multiplicities given by ``irreps_out``; weights required (shared or per sample).
+
+Normalisation (e3nn-jax's defaults)
+-----------------------------------
+``irrep_normalization="component"`` scales the unit-norm CG tensor by ``sqrt(2l3+1)`` so that
+products of unit-variance components have unit-variance components (``"norm"``:
+``sqrt((2l1+1)(2l2+1))``, ``"none"``: 1). In ``"fully_connected"`` mode the paths of an output are
+summed, so ``path_normalization="element"`` further divides by ``sqrt(sum_p mul1_p mul2_p)`` (the
+number of summed terms: every element contributes equally) and ``"path"`` by
+``sqrt(n_paths * mul1_p * mul2_p)`` (every path contributes equally). The factor multiplies the
+path (e3nn's ``gradient_normalization="path"``), so unit-variance weights give unit-variance
+outputs: initialise weights with a standard normal. ``"full"`` and ``"channelwise"`` give each path
+its own channels and apply only the irrep normalisation, as ``e3nn_jax.tensor_product`` does.
+
+Implementation
+--------------
+The paths of one output are fused. ``method="unrolled"`` (default) writes the products of all
+paths of an output straight into one ``(*batch, 2l3+1, sum_p channels)`` array ``y`` as a sum of
+element-wise multiply-adds of component slices over the non-zero CG entries, which XLA compiles to
+one loop per output (no multiply-add spent on zeros, no tiny batched matrix products);
+``"fully_connected"`` then does one matrix product ``y @ W`` per output, all its paths stacked on
+the contraction axis. Large batches are cut into chunks (``chunk_size``) so that ``y`` stays in
+cache. Measured on 2 busy AMD EPYC cores, float32, ``8x0e+8x0o+16x1e+16x1o+8x2e+8x2o`` x
+``0e+1o+2e+3o`` -> input-1 irreps (``benchmarks/tensor_product.py``):
+
+- unrolled 1.2-1.6x faster than ``method="dense"`` (one dense-CG einsum per path, then the same
+  stacking), and 1.35x faster than contracting ``x2`` with the CG tensor first (one einsum per
+  path) and then summing over the components of ``x1``; 3.3-11x faster than e3nn-jax
+  (``tensor_product`` + ``flax.Linear``, or the legacy fully connected product) depending on
+  batch and machine load;
+- chunks of about 8 MiB of ``y``: 2.5-3x faster at 32768 samples (memory traffic of ``y``),
+  neutral at 4096;
+- the price is compile time: about 2x that of ``"dense"`` or of e3nn-jax (thousands of fused
+  element-wise ops), so ``"dense"`` is the choice for compile-bound uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .clebsch_gordan import clebsch_gordan as _default_clebsch_gordan
+from .conventions import product_sigma
+
+Key = tuple[int, int]
+"""``(o3_lambda, o3_sigma)`` of an irrep block."""
+
+Irreps = tuple[tuple[Key, int], ...]
+"""Blocks of one operand as ``((key, multiplicity), ...)``, in order."""
+
+ClebschGordan = Callable[[int, int, int], np.ndarray]
+"""``(l1, l2, l3) -> C`` of shape ``(2l1+1, 2l2+1, 2l3+1)``."""
+
+Mode = Literal["full", "channelwise", "fully_connected"]
+MODES: tuple[str, ...] = ("full", "channelwise", "fully_connected")
+Method = Literal["unrolled", "dense"]
+IRREP_NORMALIZATIONS: tuple[str, ...] = ("component", "norm", "none")
+PATH_NORMALIZATIONS: tuple[str, ...] = ("element", "path")
+
+# CG entries below this (relative to the largest) are structural zeros left by basis changes
+_ZERO_TOLERANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class Path:
+    """One coupling ``in1 (x) in2 -> out`` with its normalised, non-zero CG entries.
+
+    ``coefficients`` holds ``(i, j, k, value)`` sorted by ``k``: ``value`` is the CG entry times the
+    irrep and path normalisation factors, i.e. exactly the number the kernel multiplies by.
+    """
+
+    in1: Key
+    in2: Key
+    out: Key
+    mul1: int
+    mul2: int
+    coefficients: tuple[tuple[int, int, int, float], ...]
+
+    @property
+    def dims(self) -> tuple[int, int, int]:
+        """``(2l1+1, 2l2+1, 2l3+1)``."""
+        return 2 * self.in1[0] + 1, 2 * self.in2[0] + 1, 2 * self.out[0] + 1
+
+    def dense(self) -> np.ndarray:
+        """The normalised CG tensor, shape ``(2l1+1, 2l2+1, 2l3+1)``, float64."""
+        tensor = np.zeros(self.dims)
+        for i, j, k, value in self.coefficients:
+            tensor[i, j, k] = value
+        return tensor
+
+
+@dataclass(frozen=True)
+class TensorProductPlan:
+    """Static description of a tensor product: hashable, no arrays, safe as a jit static argument.
+
+    Build it with :func:`tensor_product_plan`. ``irreps_out`` lists every output block with its
+    multiplicity, in output order; ``paths`` are grouped by output in that order, and within an
+    output ordered by the position of ``in1`` in ``irreps_in1``, then of ``in2`` in ``irreps_in2``
+    (e3nn-jax's order).
+    """
+
+    mode: str
+    irreps_in1: Irreps
+    irreps_in2: Irreps
+    irreps_out: Irreps
+    paths: tuple[Path, ...]
+
+    def paths_to(self, out: Key) -> tuple[Path, ...]:
+        """The paths into output block ``out``, in order."""
+        return tuple(path for path in self.paths if path.out == out)
+
+    def n_channels(self, path: Path) -> int:
+        """Channels of the product of one path before weights: ``mul1*mul2``, or ``mul1``."""
+        return path.mul1 if self.mode == "channelwise" else path.mul1 * path.mul2
+
+    def product_channels(self, out: Key) -> int:
+        """``K``: channels of the stacked products ``y`` of output ``out`` (all its paths)."""
+        return sum(self.n_channels(path) for path in self.paths_to(out))
+
+    def weight_shapes(self) -> dict[Key, tuple[int, ...]]:
+        """Shape of the shared weights of each output block; empty for ``"full"`` mode.
+
+        ``"fully_connected"``: ``(K, mul_out)``, whose rows are the paths' ``(u, v)`` channels
+        stacked in path order, so that the rows of path ``p`` reshape to e3nn's
+        ``(mul1, mul2, mul_out)`` weights of the path. ``"channelwise"``: ``(K,)``, one weight per
+        output channel. Per-sample weights add the leading batch axes.
+        """
+        if self.mode == "full":
+            return {}
+        if self.mode == "channelwise":
+            return {out: (self.product_channels(out),) for out, _ in self.irreps_out}
+        return {out: (self.product_channels(out), mul) for out, mul in self.irreps_out}
+
+    @property
+    def n_weights(self) -> int:
+        """Length of the flat weight vector: the weight shapes' sizes, summed in output order."""
+        return sum(math.prod(shape) for shape in self.weight_shapes().values())
+
+    def multiply_adds(self) -> dict[str, int]:
+        """Useful multiply-adds per sample, counting only non-zero CG entries.
+
+        ``"products"``: building the path products ``y`` (non-zero CG entries times channels);
+        ``"weights"``: applying the weights (``(2l3+1) K mul_out`` for a fully connected output,
+        ``(2l3+1) K`` for weighted channels); ``"total"``: their sum, the work of this kernel.
+        ``"per_path"``: the count of the direct, unfactored per-path contraction
+        ``sum_{ijk,uvw} W_p[u, v, w] C_p[i, j, k] x1[i, u] x2[j, v]``, i.e. non-zero CG entries
+        times all multiplicities (``mul1 mul2 mul_out`` per path), as often quoted for e3nn.
+        """
+        products = sum(len(path.coefficients) * self.n_channels(path) for path in self.paths)
+        weights = 0
+        per_path = products
+        if self.mode != "full":
+            shapes = self.weight_shapes()
+            for out, shape in shapes.items():
+                weights += (2 * out[0] + 1) * math.prod(shape)
+            if self.mode == "fully_connected":
+                muls = dict(self.irreps_out)
+                per_path = sum(
+                    len(p.coefficients) * p.mul1 * p.mul2 * muls[p.out] for p in self.paths
+                )
+        return {
+            "products": products,
+            "weights": weights,
+            "total": products + weights,
+            "per_path": per_path,
+        }
+
+
+def coupled_keys(in1: Key, in2: Key) -> list[Key]:
+    """All ``(l3, sigma3)`` in the product of blocks ``in1`` and ``in2``, by increasing ``l3``.
+
+    ``sigma3 = sigma1 * sigma2 * (-1)**(l1 + l2 + l3)``: parities multiply.
+    """
+    (l1, sigma1), (l2, sigma2) = in1, in2
+    return [
+        (l3, product_sigma(l1, sigma1, l2, sigma2, l3)) for l3 in range(abs(l1 - l2), l1 + l2 + 1)
+    ]
+
+
+def irreps_of(blocks: Mapping[Key, jax.Array]) -> Irreps:
+    """``((key, mul), ...)`` of a mapping of ``(*batch, 2l+1, mul)`` blocks, in mapping order."""
+    return tuple((_check_key(key), int(array.shape[-1])) for key, array in blocks.items())
+
+
+def key_order(key: Key) -> tuple[int, int]:
+    """Sort key of e3nn-jax's irreps order: by ``l``, then ``o3_sigma=+1`` first: 0e 0o 1o 1e."""
+    return key[0], -key[1]
+
+
+def tensor_product_plan(
+    irreps_in1: Iterable[tuple[Key, int]],
+    irreps_in2: Iterable[tuple[Key, int]],
+    mode: Mode = "fully_connected",
+    *,
+    irreps_out: Iterable[tuple[Key, int]] | None = None,
+    filter_out: Iterable[int | Key] | None = None,
+    irrep_normalization: str = "component",
+    path_normalization: str = "element",
+    clebsch_gordan: ClebschGordan | None = None,
+) -> TensorProductPlan:
+    """Plan the tensor product of two sets of irrep blocks.
+
+    Args:
+        irreps_in1, irreps_in2: ``((l, sigma), mul)`` of each input block, in order (e.g.
+            :func:`irreps_of` of the input mappings).
+        mode: ``"full"``, ``"channelwise"`` or ``"fully_connected"`` (see the module docstring).
+        irreps_out: ``"fully_connected"`` only, and required there: ``((l, sigma), mul_out)`` of
+            each output block, in output order. Every listed block must be reachable.
+        filter_out: keep only the outputs whose key (``(l, sigma)``) or ``o3_lambda`` (an ``int``)
+            is listed; ``None`` keeps every output.
+        irrep_normalization: ``"component"`` (default), ``"norm"`` or ``"none"``.
+        path_normalization: ``"element"`` (default) or ``"path"``; used by ``"fully_connected"``.
+        clebsch_gordan: CG provider; default :func:`eqx_tensor.o3.clebsch_gordan`.
+
+    Returns:
+        The plan. Outputs of ``"full"`` / ``"channelwise"`` are every reachable block passing the
+        filter, in e3nn-jax's order (:func:`key_order`), with multiplicity ``sum_p mul1*mul2`` /
+        ``sum_p mul1``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if irrep_normalization not in IRREP_NORMALIZATIONS:
+        raise ValueError(
+            f"irrep_normalization must be one of {IRREP_NORMALIZATIONS}, "
+            f"got {irrep_normalization!r}"
+        )
+    if path_normalization not in PATH_NORMALIZATIONS:
+        raise ValueError(
+            f"path_normalization must be one of {PATH_NORMALIZATIONS}, got {path_normalization!r}"
+        )
+    clebsch_gordan = clebsch_gordan or _default_clebsch_gordan
+    irreps_in1 = _check_irreps(irreps_in1, "irreps_in1")
+    irreps_in2 = _check_irreps(irreps_in2, "irreps_in2")
+    keep = _output_filter(filter_out)
+
+    couplings = [
+        (in1, mul1, in2, mul2, out)
+        for in1, mul1 in irreps_in1
+        for in2, mul2 in irreps_in2
+        for out in coupled_keys(in1, in2)
+        if keep(out)
+    ]
+    if mode == "channelwise":
+        for in1, mul1, in2, mul2, _ in couplings:
+            if mul2 not in (1, mul1):
+                raise ValueError(
+                    f"channelwise product needs mul2 = 1 or mul2 = mul1, got {mul1} for {in1} "
+                    f"and {mul2} for {in2}"
+                )
+    reachable = {out for *_, out in couplings}
+
+    if mode == "fully_connected":
+        if irreps_out is None:
+            raise ValueError("a fully connected product needs irreps_out")
+        irreps_out = _check_irreps(irreps_out, "irreps_out")
+        missing = [out for out, _ in irreps_out if out not in reachable]
+        if missing:
+            raise ValueError(f"no path of the inputs (and filter) produces the outputs {missing}")
+    else:
+        if irreps_out is not None:
+            raise ValueError(f"irreps_out is for fully connected products, not {mode!r} ones")
+        channels = {}
+        for _, mul1, _, mul2, out in couplings:
+            channels[out] = channels.get(out, 0) + (mul1 if mode == "channelwise" else mul1 * mul2)
+        irreps_out = tuple((out, channels[out]) for out in sorted(channels, key=key_order))
+
+    paths = []
+    for out, _ in irreps_out:
+        into = [(in1, mul1, in2, mul2) for in1, mul1, in2, mul2, o in couplings if o == out]
+        elements = [mul1 * mul2 for _, mul1, _, mul2 in into]
+        for (in1, mul1, in2, mul2), n_elements in zip(into, elements):
+            scale = _irrep_factor(in1[0], in2[0], out[0], irrep_normalization)
+            if mode == "fully_connected":
+                # number of (path, u, v) terms summed into one output entry
+                summed = (
+                    sum(elements) if path_normalization == "element" else len(into) * n_elements
+                )
+                scale /= math.sqrt(summed)
+            cg = _unit_cg(clebsch_gordan, in1[0], in2[0], out[0])
+            paths.append(Path(in1, in2, out, mul1, mul2, _sparse_entries(scale * cg)))
+    return TensorProductPlan(mode, irreps_in1, irreps_in2, irreps_out, tuple(paths))
+
+
+def tensor_product(
+    plan: TensorProductPlan,
+    x1: Mapping[Key, jax.Array],
+    x2: Mapping[Key, jax.Array],
+    weights: jax.Array | Mapping[Key, jax.Array] | None = None,
+    *,
+    method: Method = "unrolled",
+    chunk_size: int | Literal["auto"] | None = "auto",
+) -> dict[Key, jax.Array]:
+    """Apply a planned tensor product to blocks.
+
+    Args:
+        plan: from :func:`tensor_product_plan`.
+        x1: ``{key: (*batch, 2l+1, mul)}`` for every block of ``plan.irreps_in1`` (extra blocks
+            are ignored).
+        x2: same for ``plan.irreps_in2``; batch axes broadcast with ``x1``'s.
+        weights: ``"full"``: ``None``. ``"channelwise"``: optional. ``"fully_connected"``: required.
+            Either flat, shape ``(n_weights,)`` shared or ``(*batch, n_weights)`` per sample
+            (``plan.n_weights``, outputs in order, each output's weights row-major), or a mapping
+            ``{out: w}`` with ``w`` of ``plan.weight_shapes()[out]``, optionally with leading
+            per-sample batch axes.
+        method: ``"unrolled"`` (default): one fused loop over the non-zero CG entries per output;
+            ``"dense"``: one einsum with the dense CG tensor per path. Same numbers.
+        chunk_size: process the (flattened, broadcast) batch in chunks of this many samples with
+            ``lax.map``, so that the products ``y`` of a chunk stay in cache instead of making a
+            round trip through memory (2x faster on CPU at 32768 samples). ``"auto"``: chunks of
+            about 8 MiB of products, on the CPU backend only, when the batch has at least two;
+            ``None``: never.
+
+    Returns:
+        ``{out: (*batch, 2l3+1, mul_out)}`` for every block of ``plan.irreps_out``, in order
+        (``jax.jit`` returns dicts with sorted keys), in the dtype of the inputs and weights.
+    """
+    if method not in ("unrolled", "dense"):
+        raise ValueError(f"method must be 'unrolled' or 'dense', got {method!r}")
+    _check_blocks(x1, plan.irreps_in1, "x1")
+    _check_blocks(x2, plan.irreps_in2, "x2")
+    if not plan.irreps_out:  # e.g. a filter that keeps nothing
+        return {}
+    x1 = {key: x1[key] for key, _ in plan.irreps_in1}
+    x2 = {key: x2[key] for key, _ in plan.irreps_in2}
+    weights_out = _split_weights(plan, weights)
+    shapes = plan.weight_shapes()
+    per_sample = {out: w for out, w in weights_out.items() if w.ndim > len(shapes[out])}
+    batch_shape = jnp.broadcast_shapes(
+        *(x.shape[:-2] for x in (*x1.values(), *x2.values())),
+        *(w.shape[: -len(shapes[out])] for out, w in per_sample.items()),
+    )
+
+    def apply(x1, x2, per_sample):
+        return _apply(plan, x1, x2, {**weights_out, **per_sample}, method)
+
+    n_samples = math.prod(batch_shape)
+    chunk = _chunk_samples(plan, chunk_size, jnp.result_type(*x1.values()).itemsize)
+    if chunk is None or n_samples < 2 * chunk:
+        return apply(x1, x2, per_sample)
+    trailing = {out: len(shapes[out]) for out in per_sample}
+    chunks = (
+        {key: _to_chunks(x, batch_shape, 2, chunk) for key, x in x1.items()},
+        {key: _to_chunks(x, batch_shape, 2, chunk) for key, x in x2.items()},
+        {out: _to_chunks(w, batch_shape, trailing[out], chunk) for out, w in per_sample.items()},
+    )
+    outputs = jax.lax.map(lambda args: apply(*args), chunks)
+    return {out: _from_chunks(outputs[out], batch_shape, n_samples) for out, _ in plan.irreps_out}
+
+
+def _apply(
+    plan: TensorProductPlan,
+    x1: Mapping[Key, jax.Array],
+    x2: Mapping[Key, jax.Array],
+    weights: Mapping[Key, jax.Array],
+    method: Method,
+) -> dict[Key, jax.Array]:
+    """The tensor product on validated blocks, weights split by output (see tensor_product)."""
+    diagonal = plan.mode == "channelwise"
+    rows1, rows2 = _ComponentRows(x1, diagonal, 1), _ComponentRows(x2, diagonal, 2)
+    result = {}
+    for out, _ in plan.irreps_out:
+        paths = plan.paths_to(out)
+        if method == "unrolled":
+            y = _products_unrolled(paths, rows1, rows2, diagonal)
+        else:
+            y = _products_dense(paths, x1, x2, diagonal)
+        w = weights.get(out)
+        if w is None:
+            result[out] = y
+        elif plan.mode == "channelwise":
+            result[out] = y * w[..., None, :]
+        elif w.ndim == 2:
+            result[out] = y @ w
+        else:
+            result[out] = jnp.einsum("...kc,...cw->...kw", y, w)
+    return result
+
+
+class _ComponentRows:
+    """Component slices ``x[key][..., i, :]`` of one operand, each traced once per call.
+
+    For the outer product (``diagonal=False``) the rows of the first operand get a trailing axis
+    and those of the second a penultimate one, so that their product is ``(*batch, u, v)``.
+    """
+
+    def __init__(self, blocks: Mapping[Key, jax.Array], diagonal: bool, operand: int):
+        self._blocks = blocks
+        self._expand = None if diagonal else (-1 if operand == 1 else -2)
+        self._rows: dict[tuple[Key, int], jax.Array] = {}
+
+    def __call__(self, key: Key, i: int) -> jax.Array:
+        if (key, i) not in self._rows:
+            row = self._blocks[key][..., i, :]
+            self._rows[(key, i)] = (
+                row if self._expand is None else jnp.expand_dims(row, self._expand)
+            )
+        return self._rows[(key, i)]
+
+
+def _products_unrolled(
+    paths: tuple[Path, ...], rows1: _ComponentRows, rows2: _ComponentRows, diagonal: bool
+) -> jax.Array:
+    """Stacked path products ``y`` of one output, shape ``(*batch, 2l3+1, K)``.
+
+    Element-wise multiply-adds of component slices only, so XLA fuses the whole output (all
+    paths, all components) into one loop that reads the inputs once and writes ``y`` once;
+    measured 1.2-1.6x faster than per-path einsums, which become tiny batched matrix products.
+    Entries are grouped by ``(k, i)``: the few ``x2`` rows of a group are combined first (cheap:
+    ``x2`` has the fewer channels in the usual features x spherical harmonics product), so the
+    full-width ``(u, v)`` arrays see one multiply-add per ``(k, i)`` pair, not one per entry.
+    """
+    columns = []
+    for path in paths:
+        groups: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        for i, j, k, value in path.coefficients:
+            groups.setdefault((k, i), []).append((j, value))
+        rows = [None] * path.dims[2]
+        for (k, i), entries in groups.items():
+            second = functools.reduce(
+                operator.add, (value * rows2(path.in2, j) for j, value in entries)
+            )
+            term = rows1(path.in1, i) * second
+            rows[k] = term if rows[k] is None else rows[k] + term
+        if not diagonal:  # (*batch, u, v) -> (*batch, u*v)
+            rows = [row.reshape(*row.shape[:-2], -1) for row in rows]
+        columns.append(jnp.stack(rows, axis=-2))
+    return columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
+
+
+def _products_dense(
+    paths: tuple[Path, ...],
+    x1: Mapping[Key, jax.Array],
+    x2: Mapping[Key, jax.Array],
+    diagonal: bool,
+) -> jax.Array:
+    """Same as :func:`_products_unrolled` with one dense-CG einsum per path."""
+    columns = []
+    for path in paths:
+        a, b = x1[path.in1], x2[path.in2]
+        cg = path.dense().astype(a.dtype)
+        if diagonal:
+            columns.append(jnp.einsum("...iu,...ju,ijk->...ku", a, b, cg))
+        else:
+            y = jnp.einsum("...iu,...jv,ijk->...kuv", a, b, cg)
+            columns.append(y.reshape(*y.shape[:-2], -1))
+    return columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
+
+
+# products of one chunk: a few MiB, the size of a last-level cache slice on current CPUs
+_CHUNK_BYTES = 8 * 2**20
+
+
+def _chunk_samples(plan: TensorProductPlan, chunk_size, itemsize: int) -> int | None:
+    """Samples per chunk, or None for no chunking (see ``chunk_size`` of tensor_product)."""
+    if chunk_size is None:
+        return None
+    if chunk_size != "auto":
+        if int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be positive, 'auto' or None, got {chunk_size!r}")
+        return int(chunk_size)
+    if jax.default_backend() != "cpu":  # accelerators want the whole batch in one kernel
+        return None
+    per_sample = sum((2 * out[0] + 1) * plan.product_channels(out) for out, _ in plan.irreps_out)
+    samples = max(1, _CHUNK_BYTES // max(1, per_sample * itemsize))
+    return max(64, 2 ** int(math.log2(samples)))
+
+
+def _to_chunks(x: jax.Array, batch_shape: tuple[int, ...], trailing: int, chunk: int) -> jax.Array:
+    """``(*batch, *core)``, broadcast to ``batch_shape`` -> ``(n_chunks, chunk, *core)``, padded."""
+    core = x.shape[x.ndim - trailing :]
+    n = math.prod(batch_shape)
+    n_chunks = -(-n // chunk)
+    x = jnp.broadcast_to(x, (*batch_shape, *core)).reshape(n, *core)
+    x = jnp.pad(x, [(0, n_chunks * chunk - n)] + [(0, 0)] * trailing)
+    return x.reshape(n_chunks, chunk, *core)
+
+
+def _from_chunks(x: jax.Array, batch_shape: tuple[int, ...], n: int) -> jax.Array:
+    """Inverse of :func:`_to_chunks` for an output ``(n_chunks, chunk, *core)``."""
+    core = x.shape[2:]
+    return x.reshape(-1, *core)[:n].reshape(*batch_shape, *core)
+
+
+def _split_weights(
+    plan: TensorProductPlan, weights: jax.Array | Mapping[Key, jax.Array] | None
+) -> dict[Key, jax.Array]:
+    """Weights per output block, shapes ``weight_shapes()[out]`` with optional batch axes."""
+    shapes = plan.weight_shapes()
+    if weights is None:
+        if plan.mode == "fully_connected":
+            raise ValueError("a fully connected product needs weights")
+        return {}
+    if plan.mode == "full":
+        raise ValueError("a full tensor product takes no weights")
+    if isinstance(weights, Mapping):
+        missing = [out for out in shapes if out not in weights]
+        if missing:
+            raise ValueError(f"weights are missing for the outputs {missing}")
+        result = {out: weights[out] for out in shapes}
+        for out, shape in shapes.items():
+            if tuple(result[out].shape[-len(shape) :]) != shape:
+                raise ValueError(
+                    f"weights of output {out} must end with shape {shape}, got {result[out].shape}"
+                )
+        return result
+    if weights.shape[-1] != plan.n_weights:
+        raise ValueError(
+            f"flat weights must have {plan.n_weights} entries on the last axis, got {weights.shape}"
+        )
+    result, start = {}, 0
+    for out, shape in shapes.items():
+        size = math.prod(shape)
+        result[out] = weights[..., start : start + size].reshape(*weights.shape[:-1], *shape)
+        start += size
+    return result
+
+
+def _unit_cg(provider: ClebschGordan, l1: int, l2: int, l3: int) -> np.ndarray:
+    """The provider's CG tensor rescaled to unit Frobenius norm, float64."""
+    cg = np.asarray(provider(l1, l2, l3), dtype=np.float64)
+    expected = (2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1)
+    if cg.shape != expected:
+        raise ValueError(f"clebsch_gordan({l1}, {l2}, {l3}) has shape {cg.shape}, not {expected}")
+    norm = np.linalg.norm(cg)
+    if norm == 0:
+        raise ValueError(f"clebsch_gordan({l1}, {l2}, {l3}) is zero for an allowed coupling")
+    return cg / norm
+
+
+def _irrep_factor(l1: int, l2: int, l3: int, normalization: str) -> float:
+    if normalization == "component":
+        return math.sqrt(2 * l3 + 1)
+    if normalization == "norm":
+        return math.sqrt((2 * l1 + 1) * (2 * l2 + 1))
+    return 1.0
+
+
+def _sparse_entries(tensor: np.ndarray) -> tuple[tuple[int, int, int, float], ...]:
+    """Non-zero ``(i, j, k, value)`` of a CG tensor, sorted by ``(k, i, j)``."""
+    nonzero = np.abs(tensor) > _ZERO_TOLERANCE * np.max(np.abs(tensor))
+    # a coupling tensor is an isometry up to scale: every output component is reached
+    if not nonzero.any(axis=(0, 1)).all():
+        raise ValueError(
+            f"a Clebsch-Gordan tensor of shape {tensor.shape} misses output components"
+        )
+    entries = [
+        (int(i), int(j), int(k), float(tensor[i, j, k])) for i, j, k in zip(*np.nonzero(nonzero))
+    ]
+    return tuple(sorted(entries, key=lambda e: (e[2], e[0], e[1])))
+
+
+def _output_filter(filter_out: Iterable[int | Key] | None) -> Callable[[Key], bool]:
+    if filter_out is None:
+        return lambda key: True
+    items = list(filter_out)
+    lambdas = {int(item) for item in items if isinstance(item, (int, np.integer))}
+    keys = {_check_key(item) for item in items if not isinstance(item, (int, np.integer))}
+    return lambda key: key in keys or key[0] in lambdas
+
+
+def _check_key(key) -> Key:
+    try:
+        l, sigma = (int(v) for v in key)
+    except (TypeError, ValueError):
+        raise ValueError(f"a block key must be (o3_lambda, o3_sigma), got {key!r}") from None
+    if l < 0 or sigma not in (1, -1):
+        raise ValueError(f"a block key must be (o3_lambda >= 0, o3_sigma = +-1), got {key!r}")
+    return l, sigma
+
+
+def _check_irreps(irreps: Iterable[tuple[Key, int]], name: str) -> Irreps:
+    result = tuple((_check_key(key), int(mul)) for key, mul in irreps)
+    keys = [key for key, _ in result]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{name} lists a block more than once: {keys}")
+    if any(mul <= 0 for _, mul in result):
+        raise ValueError(f"{name} has a non-positive multiplicity: {result}")
+    return result
+
+
+def _check_blocks(blocks: Mapping[Key, jax.Array], irreps: Irreps, name: str) -> None:
+    for key, mul in irreps:
+        if key not in blocks:
+            raise KeyError(f"{name} has no block {key}; the plan needs {[k for k, _ in irreps]}")
+        shape = blocks[key].shape
+        if len(shape) < 2 or tuple(shape[-2:]) != (2 * key[0] + 1, mul):
+            raise ValueError(
+                f"{name}[{key}] must have shape (..., {2 * key[0] + 1}, {mul}), got {shape}"
+            )
