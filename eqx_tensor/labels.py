@@ -321,6 +321,10 @@ class Labels:
         columns = [self._dimension_index(name) for name in selection._names]
         if len(columns) == 0:
             return np.arange(len(self), dtype=np.int64) if len(selection) else np.zeros(0, int)
+        if selection._names == self._names:
+            # metatensor-core returns full-entry selections in the order of the selection
+            positions = self.positions(selection)
+            return positions[positions >= 0].astype(np.int64)
         mine = _row_view(self._values[:, columns])
         wanted = _row_view(selection._values)
         return np.nonzero(np.isin(mine, wanted))[0].astype(np.int64)
@@ -363,12 +367,19 @@ class Labels:
         return Labels._unchecked(self._names, values), mapping_1, mapping_2
 
     def intersection(self, other: Labels) -> Labels:
-        """Entries of ``self`` that are also in ``other``, in the order of ``self``."""
+        """Entries both in ``self`` and ``other``.
+
+        As in metatensor-core, the entries come in the order of the shorter of the two
+        (of ``self`` when they have the same length).
+        """
         return self.intersection_and_mapping(other)[0]
 
     def intersection_and_mapping(self, other: Labels) -> tuple[Labels, np.ndarray, np.ndarray]:
         """Intersection, and the position in it of each entry of ``self``/``other`` (or -1)."""
         self._check_same_names(other, "intersection")
+        if len(other) < len(self):
+            result, mapping_2, mapping_1 = other.intersection_and_mapping(self)
+            return result, mapping_1, mapping_2
         in_other = other.positions(self) >= 0
         values = self._values[in_other]
         mapping_1 = np.full(len(self), -1, dtype=np.int64)

@@ -132,11 +132,6 @@ def test_labels_set_operations_match_metatensor(pair):
     assert len(diff) == len(a) - len(inter)
 
 
-@pytest.mark.xfail(
-    reason="eqx_tensor/labels.py keeps the order of `self` in intersections; metatensor-core "
-    "iterates over the shorter of the two labels (the order of `other` when it is shorter)",
-    strict=False,
-)
 @settings(max_examples=100, deadline=None)
 @given(label_pairs())
 def test_labels_intersection_order_matches_metatensor(pair):
@@ -151,12 +146,6 @@ def test_labels_intersection_order_matches_metatensor(pair):
     np.testing.assert_array_equal(m2, t2)
 
 
-@pytest.mark.xfail(
-    reason="eqx_tensor/labels.py `select` returns matches in the order of the labels; "
-    "metatensor-core follows the order of the selection when it has all the names (the "
-    "operations use `slicing._select`, which does)",
-    strict=False,
-)
 @settings(max_examples=50, deadline=None)
 @given(label_pairs())
 def test_labels_select_with_all_names_matches_metatensor(pair):
