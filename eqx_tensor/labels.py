@@ -462,7 +462,7 @@ class Labels:
         _check_names([new])
         if new in self._names and new != old:
             raise ValueError(f"'{new}' is already a dimension of these Labels")
-        names = (*self._names[:index], new, *self._names[index + 1:])
+        names = (*self._names[:index], new, *self._names[index + 1 :])
         return Labels._unchecked(names, self._values)
 
     def permute(self, dimensions_indexes: Sequence[int]) -> Labels:

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import metatensor
 import numpy as np
-import pytest
 from helpers import assert_labels_equal, assert_tensor_equal, from_metatensor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eqx_tensor as eqt
 from eqx_tensor import Labels
-from eqx_tensor.operations.slicing import _select
 
 # the tensor examples run JAX operations eagerly (a compilation per new shape): few examples
 TENSOR_SETTINGS = settings(
@@ -168,7 +166,7 @@ def test_select_as_metatensor_orders_it(pair):
     for order in (names, names[::-1]):
         selected = np.ascontiguousarray(rows[:, [names.index(n) for n in order]])
         np.testing.assert_array_equal(
-            _select(a, Labels(order, selected)), ta.select(metatensor.Labels(order, selected))
+            a.select(Labels(order, selected)), ta.select(metatensor.Labels(order, selected))
         )
 
 

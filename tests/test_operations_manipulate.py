@@ -114,6 +114,21 @@ def test_detach_stops_autodiff_but_keeps_explicit_gradients():
     assert eqt.detach_block(block).gradients_list() == ["positions"]
 
 
+def test_requires_grad_maps_to_identity_or_detach():
+    _, ours = load("radial-spectrum.mts")
+    ours = eqt.remove_gradients(ours)
+
+    def loss(scale, flag):
+        scaled = eqt.multiply(ours, scale)
+        return sum(jnp.sum(b.values**2) for b in eqt.requires_grad(scaled, flag))
+
+    assert jax.grad(loss)(2.0, True) > 0.0
+    assert jax.grad(loss)(2.0, False) == 0.0
+    assert eqt.requires_grad_block(ours.block(0)) is ours.block(0)
+    with pytest.raises(TypeError, match="requires_grad"):
+        eqt.requires_grad(ours, "yes")
+
+
 # --------------------------------------------------------------------------- join
 def _split_systems(theirs):
     first, second = metatensor.split(

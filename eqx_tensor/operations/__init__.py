@@ -42,7 +42,14 @@ from .dimensions import (
     rename_dimension,
 )
 from .filter import drop_blocks, drop_empty_blocks, filter_blocks
-from .gradients import detach, detach_block, remove_gradients, remove_gradients_block
+from .gradients import (
+    detach,
+    detach_block,
+    remove_gradients,
+    remove_gradients_block,
+    requires_grad,
+    requires_grad_block,
+)
 from .joining import join, join_blocks
 from .math import abs, add, divide, dot, lstsq, multiply, pow, solve, subtract
 from .reduce_over_properties import (
@@ -128,6 +135,8 @@ __all__ += [
     "remove_gradients",
     "remove_gradients_block",
     "rename_dimension",
+    "requires_grad",
+    "requires_grad_block",
     "slice",
     "slice_block",
     "sort",

@@ -16,7 +16,6 @@ from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
 from ._utils import _check_tensormap
-from .slicing import _select
 
 __all__ = ["drop_blocks", "drop_empty_blocks", "filter_blocks"]
 
@@ -74,14 +73,14 @@ def filter_blocks(tensor: TensorMap, keys: Labels, copy: bool = False) -> Tensor
         in the order of ``keys``.
     """
     _check_arguments(tensor, keys, copy, "filter_blocks")
-    return _keep(tensor, _select(tensor.keys, keys), copy)
+    return _keep(tensor, tensor.keys.select(keys), copy)
 
 
 def drop_blocks(tensor: TensorMap, keys: Labels, copy: bool = False) -> TensorMap:
     """Remove the blocks whose keys match ``keys`` (see :func:`filter_blocks`)."""
     _check_arguments(tensor, keys, copy, "drop_blocks")
     remove = np.zeros(len(tensor.keys), dtype=bool)
-    remove[_select(tensor.keys, keys)] = True
+    remove[tensor.keys.select(keys)] = True
     return _keep(tensor, np.nonzero(~remove)[0], copy)
 
 

@@ -2,7 +2,10 @@
 
 ``remove_gradients`` drops explicit (forward-mode, stored) gradient blocks; ``detach`` stops
 JAX autodiff through the arrays (:func:`jax.lax.stop_gradient`), keeping the explicit
-gradients. Metadata passes through untouched, so both accept dynamic sample labels.
+gradients. ``requires_grad`` is the port of metatensor's torch-only function: JAX has no
+per-array flag (``jax.grad`` differentiates with respect to its arguments), so asking for
+gradients leaves the tensor as it is and refusing them detaches it.
+Metadata passes through untouched, so all of them accept dynamic sample labels.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from ..block import TensorBlock
 from ..tensormap import TensorMap
 from ._utils import _check_block, _check_tensormap
 
-__all__ = ["detach", "detach_block", "remove_gradients", "remove_gradients_block"]
+__all__ = [
+    "detach",
+    "detach_block",
+    "remove_gradients",
+    "remove_gradients_block",
+    "requires_grad",
+    "requires_grad_block",
+]
 
 
 def _check_remove(remove: Sequence[str] | None, fname: str) -> list[str] | None:
@@ -103,3 +113,25 @@ def detach(tensor: TensorMap) -> TensorMap:
     """
     _check_tensormap(tensor, "detach")
     return TensorMap(tensor.keys, [detach_block(block) for block in tensor])
+
+
+def requires_grad_block(block: TensorBlock, requires_grad: bool = True) -> TensorBlock:
+    """Counterpart of ``metatensor.requires_grad_block``.
+
+    JAX tracks no per-array ``requires_grad`` flag: which arrays are differentiated is
+    decided by the arguments of ``jax.grad``. ``requires_grad=True`` therefore returns the
+    block unchanged, and ``requires_grad=False`` returns :func:`detach_block` of it, so
+    that autodiff sees it as a constant, as torch does for a tensor without the flag.
+    """
+    _check_block(block, "requires_grad_block")
+    if not isinstance(requires_grad, bool):
+        raise TypeError(f"`requires_grad` must be a bool, got {type(requires_grad).__name__}")
+    return block if requires_grad else detach_block(block)
+
+
+def requires_grad(tensor: TensorMap, requires_grad: bool = True) -> TensorMap:
+    """Counterpart of ``metatensor.requires_grad``; see :func:`requires_grad_block`."""
+    _check_tensormap(tensor, "requires_grad")
+    if not isinstance(requires_grad, bool):
+        raise TypeError(f"`requires_grad` must be a bool, got {type(requires_grad).__name__}")
+    return tensor if requires_grad else detach(tensor)

@@ -71,26 +71,12 @@ def _check_selection(names: list[str], axis: str, selection: Any, fname: str) ->
     )
 
 
-def _select(labels: Labels, selection: Labels) -> np.ndarray:
-    """Positions of the entries of ``labels`` matching ``selection``, as metatensor orders them.
-
-    metatensor-core returns the matches in the order of ``labels``, except when ``selection``
-    has exactly the names of ``labels`` (same order): then each selection entry is looked up,
-    and the positions follow the order of ``selection`` (entries not found are skipped).
-    """
-    if selection.names == labels.names:
-        selection.require_static("Labels.select")
-        positions = labels.positions(selection)
-        return positions[positions >= 0].astype(np.int64)
-    return np.asarray(labels.select(selection), dtype=np.int64)
-
-
 def _positions(labels: Labels, selection: Selection, axis: str, fname: str) -> np.ndarray:
     """Positions (along ``axis``) selected by ``selection``, checked and non-negative."""
     n = len(labels)
     if isinstance(selection, Labels):
         labels.require_static(f"{fname} along {axis} with a Labels selection")
-        return _select(labels, selection)
+        return np.asarray(labels.select(selection), dtype=np.int64)
     if isinstance(selection, jax.Array):
         if isinstance(selection, jax.core.Tracer):
             raise ValueError(
