@@ -24,3 +24,13 @@ def set_rows(out: Any, index: tuple[Any, ...], values: Any) -> Any:
         out[index] = values
         return out
     return out.at[index].set(values)
+
+
+def safe_sqrt(x: Any) -> Any:
+    """``sqrt(x)`` for ``x >= 0`` whose gradient at 0 is 0 instead of infinite.
+
+    ``jnp.sqrt`` at 0 has an infinite derivative, which becomes NaN in the chain rule (``inf *
+    0``) at zero-length vectors and constant features; the ``where`` keeps both branches finite.
+    """
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)

@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .._backend import safe_sqrt
 from ..block import TensorBlock
 from ..o3._metadata import block_orders
 from ..tensormap import TensorMap
@@ -50,8 +51,7 @@ def channel_norms(values: Array, normalization: str = "component") -> jax.Array:
     squared = jnp.sum(values**2, axis=-2, keepdims=True)
     if normalization == "component":
         squared = squared / values.shape[-2]
-    positive = squared > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+    return safe_sqrt(squared)
 
 
 def _scale(

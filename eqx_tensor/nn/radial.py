@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._backend import safe_sqrt
+
 __all__ = [
     "BASES",
     "ENVELOPES",
@@ -65,8 +67,7 @@ def safe_norm(vectors: Array, axis: int = -1, keepdims: bool = False) -> jax.Arr
     """
     vectors = _float(vectors)
     squared = jnp.sum(vectors**2, axis=axis, keepdims=keepdims)
-    positive = squared > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+    return safe_sqrt(squared)
 
 
 @jax.jit

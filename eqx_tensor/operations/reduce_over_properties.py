@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._backend import safe_sqrt
 from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
@@ -99,7 +100,7 @@ def _reduce_over_properties_block(
         result = mean
         if reduction in ("var", "std"):
             variance = _segment_sum_last((values - mean[..., ids]) ** 2, ids, m) / counts
-            result = jnp.sqrt(variance) if reduction == "std" else variance
+            result = safe_sqrt(variance) if reduction == "std" else variance
     new_block = TensorBlock(result, block.samples, block.components, new_properties)
 
     for parameter, gradient in block.gradients():

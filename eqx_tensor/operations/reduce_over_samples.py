@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._backend import safe_sqrt
 from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
@@ -199,7 +200,7 @@ def _reduce_values(
     row_mean = mean[jnp.clip(ids, 0, max(num_segments - 1, 0))]
     variance = _segment_sum((values - row_mean) ** 2, ids, num_segments, sorted_ids)
     variance = variance / safe_counts
-    result = jnp.sqrt(variance) if reduction == "std" else variance
+    result = safe_sqrt(variance) if reduction == "std" else variance
     return result, mean, result
 
 
