@@ -490,6 +490,7 @@ def std_over_samples(
     Gradients: :math:`\nabla \mathrm{Std}(X) = (E[X \nabla X] - E[X] E[\nabla X]) /
     \mathrm{Std}(X)`, set to 0 where the standard deviation is 0 (as metatensor does), with
     expectations over the ``N`` samples of each group (see :func:`mean_over_samples` for
-    the departure from metatensor with sparse gradient rows).
+    the departure from metatensor with sparse gradient rows). ``jax.grad`` through the
+    values makes the same choice: a zero, not NaN, gradient where the variance is 0.
     """
     return _reduce_over_samples(tensor, sample_names, "std", groups, "std_over_samples")
