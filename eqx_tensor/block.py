@@ -18,7 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from .labels import Labels
+from ._file_methods import FileMethods
+from .labels import Labels, _device, _resolve_device
 
 __all__ = ["BlockMeta", "TensorBlock"]
 
@@ -119,7 +120,7 @@ def _is_array(values: Any) -> bool:
     )
 
 
-class TensorBlock:
+class TensorBlock(FileMethods):
     """A dense array with metadata, following :py:class:`metatensor.TensorBlock`.
 
     Args:
@@ -140,6 +141,7 @@ class TensorBlock:
         "_samples",
         "_values",
     )
+    _LOADERS = ("load_block", "load_block_buffer")
 
     def __init__(
         self, values: Any, samples: Labels, components: Sequence[Labels], properties: Labels
@@ -343,10 +345,10 @@ class TensorBlock:
             self._meta,
         )
 
-    def copy(self) -> TensorBlock:
-        """A modifiable copy with copied arrays (gradients included)."""
+    def _map_arrays(self, fn: Any) -> TensorBlock:
+        """A modifiable block with ``fn`` applied to the values and every gradient's values."""
         new = TensorBlock._unchecked(
-            _copy_array(self._values),
+            fn(self._values),
             self._samples,
             self._components,
             self._properties,
@@ -355,8 +357,28 @@ class TensorBlock:
         )
         new._frozen = False
         for parameter, gradient in self._gradients.items():
-            new._gradients[parameter] = gradient.copy()._as_gradient(parameter)
+            new._gradients[parameter] = gradient._map_arrays(fn)._as_gradient(parameter)
         return new
+
+    def copy(self) -> TensorBlock:
+        """A modifiable copy with copied arrays (gradients included)."""
+        return self._map_arrays(_copy_array)
+
+    @property
+    def device(self) -> Any:
+        """``"cpu"`` for NumPy values, else the device of the JAX values."""
+        return _device(self._values)
+
+    def to(self, dtype: Any = None, device: Any = None, arrays: str | None = None) -> TensorBlock:
+        """The block with values and gradients converted, as metatensor's ``TensorBlock.to``.
+
+        Args:
+            dtype: cast every array (values and gradients) to this dtype.
+            device: move every array there with :func:`jax.device_put` (an explicit
+                transfer; NumPy arrays become JAX arrays on that device).
+            arrays: ``"numpy"`` (host arrays; not inside ``jax.jit``) or ``"jax"``.
+        """
+        return self._map_arrays(_converter(dtype, device, arrays))
 
     # ----------------------------------------------------------------- pytree
     @property
@@ -395,6 +417,29 @@ class TensorBlock:
             f"    properties ({len(self._properties)}): {self._properties.names}\n"
             f"    gradients: {gradients}"
         )
+
+
+def _converter(dtype: Any, device: Any, arrays: str | None) -> Any:
+    """The array conversion of ``to(dtype, device, arrays)``, arguments checked."""
+    if arrays not in (None, "numpy", "jax"):
+        raise ValueError(f"arrays must be None, 'numpy' or 'jax', got {arrays!r}")
+    if arrays == "numpy" and device is not None:
+        raise ValueError("NumPy arrays live on the host: use arrays='numpy' without device")
+    dtype = None if dtype is None else np.dtype(dtype)
+    device = None if device is None else _resolve_device(device)
+
+    def convert(array: Any) -> Any:
+        if arrays == "numpy":
+            array = np.asarray(array)
+        elif arrays == "jax":
+            array = jax.numpy.asarray(array)
+        if dtype is not None and array.dtype != dtype:
+            array = array.astype(dtype)
+        if device is not None:
+            array = jax.device_put(array, device)
+        return array
+
+    return convert
 
 
 def _copy_array(array: Any) -> Any:

@@ -22,6 +22,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from ._file_methods import FileMethods
+
 __all__ = ["Labels", "LabelsEntry"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -120,7 +122,7 @@ class LabelsEntry:
         return f"LabelsEntry({inner})"
 
 
-class Labels:
+class Labels(FileMethods):
     """Named integer metadata, following :py:class:`metatensor.Labels`.
 
     Args:
@@ -131,6 +133,7 @@ class Labels:
     """
 
     __slots__ = ("__weakref__", "_hash", "_index", "_names", "_values")
+    _LOADERS = ("load_labels", "load_labels_buffer")
 
     def __init__(self, names: str | Sequence[str], values: Any):
         names = _check_names(names)
@@ -219,6 +222,21 @@ class Labels:
                 f"cannot make dynamic Labels {self._names} static inside a jax transformation"
             ) from None
         return Labels(self._names, values)
+
+    @property
+    def device(self) -> Any:
+        """``"cpu"`` for static labels (host NumPy), else the device of the JAX values."""
+        return _device(self._values)
+
+    def to(self, device: Any = None) -> Labels:
+        """Counterpart of metatensor's ``Labels.to(device)``.
+
+        Static labels are host metadata that ``jax.jit`` reads at trace time: they stay as
+        they are. The values of dynamic labels are moved with :func:`jax.device_put`.
+        """
+        if device is None or not self.is_dynamic:
+            return self
+        return Labels._unchecked(self._names, jax.device_put(self._values, _resolve_device(device)))
 
     def require_static(self, operation: str) -> Labels:
         """Return ``self`` if static, else raise a ``ValueError`` naming ``operation``."""
@@ -549,6 +567,25 @@ class Labels:
 
     def __repr__(self) -> str:
         return "Labels(\n" + self.print(max_entries=20, indent=4) + "\n)"
+
+
+def _device(array: Any) -> Any:
+    """``"cpu"`` for NumPy arrays, else the (single) device of a JAX array."""
+    if isinstance(array, np.ndarray):
+        return "cpu"
+    devices = array.devices()
+    return next(iter(devices)) if len(devices) == 1 else devices
+
+
+def _resolve_device(device: Any) -> Any:
+    """A JAX device (or sharding) from ``device``; names such as ``"cpu"`` or ``"gpu"`` give
+    the first device of that platform."""
+    if isinstance(device, str):
+        try:
+            return jax.devices(device.split(":")[0])[0]
+        except RuntimeError as error:
+            raise ValueError(f"no JAX device for {device!r}: {error}") from None
+    return device
 
 
 def _flatten_labels(labels: Labels) -> tuple[tuple[Any, ...], Any]:

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ._file_methods import FileMethods
 from .block import BlockMeta, TensorBlock
 from .labels import Labels, LabelsEntry
 
@@ -72,7 +73,7 @@ def _selection_labels(keys: Labels, selection: Any, kwargs: Mapping[str, int]) -
     )
 
 
-class TensorMap:
+class TensorMap(FileMethods):
     """Block-sparse tensor, following :py:class:`metatensor.TensorMap`.
 
     Args:
@@ -81,6 +82,7 @@ class TensorMap:
     """
 
     __slots__ = ("_blocks", "_info", "_keys", "_leaves", "_meta")
+    _LOADERS = ("load", "load_buffer")
 
     def __init__(self, keys: Labels, blocks: Sequence[TensorBlock]):
         if not isinstance(keys, Labels):
@@ -262,7 +264,25 @@ class TensorMap:
 
     def copy(self) -> TensorMap:
         """A copy with copied arrays."""
-        result = TensorMap(self._keys, [b.copy() for b in self._all_blocks()])
+        return self._with_blocks([b.copy() for b in self._all_blocks()])
+
+    @property
+    def device(self) -> Any:
+        """The device of the first block's values (``"cpu"`` for NumPy or no blocks)."""
+        first = self._first()
+        return "cpu" if first is None else first.device
+
+    def to(self, dtype: Any = None, device: Any = None, arrays: str | None = None) -> TensorMap:
+        """The tensor with every array converted: see :meth:`TensorBlock.to`.
+
+        ``tensor.to(dtype=jnp.float32)`` casts values and gradients; ``device`` moves them
+        with :func:`jax.device_put`; ``arrays="numpy"`` brings them to host NumPy arrays.
+        """
+        return self._with_blocks([b.to(dtype, device, arrays) for b in self._all_blocks()])
+
+    def _with_blocks(self, blocks: list[TensorBlock]) -> TensorMap:
+        """A TensorMap with the same keys and info, and these blocks."""
+        result = TensorMap(self._keys, blocks)
         result._info = dict(self._info)
         return result
 

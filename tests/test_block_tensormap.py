@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import metatensor
 import numpy as np
@@ -223,3 +224,31 @@ def test_moving_keys_under_jit_matches_eager():
     assert jitted.keys == eager.keys
     for a, b in zip(jax.tree_util.tree_leaves(eager), jax.tree_util.tree_leaves(jitted)):
         np.testing.assert_allclose(a, b, rtol=0, atol=0)
+
+
+def test_to_casts_and_converts_values_and_gradients():
+    tensor = from_metatensor(metatensor.load(str(data_path("spherical-expansion.mts"))))
+    tensor.set_info("origin", "test")
+    assert tensor.device == "cpu"
+    single = tensor.to(dtype=jnp.float32)
+    assert single.get_info("origin") == "test"
+    for block, original in zip(single, tensor):
+        assert block.values.dtype == np.float32
+        assert block.gradient("positions").values.dtype == np.float32
+        assert block.samples == original.samples
+        np.testing.assert_allclose(block.values, original.values, rtol=1e-6)
+    on_jax = tensor.to(arrays="jax", device="cpu")
+    assert isinstance(on_jax.block(0).values, jax.Array)
+    assert on_jax.device == jax.devices("cpu")[0]
+    back = on_jax.to(arrays="numpy")
+    assert isinstance(back.block(0).gradient("positions").values, np.ndarray)
+    assert_tensor_equal(back, tensor)
+    # casting is jit-able (metadata static)
+    assert jax.jit(lambda t: t.to(dtype=jnp.float32))(on_jax).dtype == jnp.float32
+    assert tensor.keys.to("cpu") is tensor.keys  # static labels are host metadata
+    with pytest.raises(ValueError, match="arrays must be"):
+        tensor.to(arrays="torch")
+    with pytest.raises(ValueError, match="without device"):
+        tensor.to(arrays="numpy", device="cpu")
+    with pytest.raises(ValueError, match="no JAX device"):
+        tensor.to(device="tpu")

@@ -452,6 +452,28 @@ def test_save_dispatches_on_type(tmp_path):
         save_labels(tmp_path / "x.mts", block)
 
 
+def test_save_and_load_methods_like_metatensor(tmp_path):
+    tensor = _random_tensor()
+    block = tensor.block(0)
+    labels = tensor.keys
+    tensor.save(tmp_path / "t.mts")
+    block.save(tmp_path / "b.mts", compress=True)
+    labels.save(tmp_path / "l.mts")
+    # the methods write what metatensor reads, and read it back as the right type
+    _assert_tensor_same(tensor, metatensor.TensorMap.load(str(tmp_path / "t.mts")))
+    _assert_block_same(block, metatensor.TensorBlock.load(str(tmp_path / "b.mts")))
+    assert_labels_equal(labels, metatensor.Labels.load(str(tmp_path / "l.mts")))
+    assert eqt.equal(eqt.TensorMap.load(tmp_path / "t.mts"), tensor)
+    assert eqt.equal_block(eqt.TensorBlock.load(tmp_path / "b.mts"), block)
+    assert eqt.Labels.load(tmp_path / "l.mts") == labels
+    assert tensor.save_buffer() == save_buffer(tensor)
+    assert eqt.equal(eqt.TensorMap.load_buffer(tensor.save_buffer()), tensor)
+    assert eqt.equal_block(eqt.TensorBlock.load_buffer(block.save_buffer()), block)
+    assert eqt.Labels.load_buffer(labels.save_buffer()) == labels
+    with pytest.raises(ValueError):
+        eqt.TensorMap.load(tmp_path / "l.mts")  # a labels file is not a TensorMap
+
+
 @pytest.mark.parametrize("kind", ["str", "path"])
 def test_mts_extension_is_appended_like_metatensor(tmp_path, kind):
     labels = eqt.Labels.range("a", 2)
