@@ -27,6 +27,16 @@ from .tensormap import TensorMap
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # `eqx_tensor.nn` pulls in flax: load it on first use, so data-only code starts faster
+    if name == "nn":
+        import importlib
+
+        return importlib.import_module(".nn", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "o3",
     "Labels",
