@@ -217,7 +217,7 @@ class Labels(FileMethods):
             return self
         try:
             values = np.asarray(self._values)
-        except jax.errors.ConcretizationTypeError:
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
             raise ValueError(
                 f"cannot make dynamic Labels {self._names} static inside a jax transformation"
             ) from None

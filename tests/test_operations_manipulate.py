@@ -479,6 +479,10 @@ def test_dimension_edits_match_metatensor():
         ("rename_dimension", ("samples", "atom", "center")),
         ("rename_dimension", ("samples", "system", "structure")),
         ("rename_dimension", ("components", "o3_mu", "m")),
+        ("rename_dimension", ("components", "xyz", "direction")),  # gradients only
+        ("insert_dimension", ("keys", -1, "foo", 3)),  # negative: numpy.insert's meaning
+        ("insert_dimension", ("samples", -2, "foo", 3)),
+        ("permute_dimensions", ("keys", [-1, 1, 0, -2])),
         ("rename_dimension", ("properties", "n", "k")),
     ]
     for name, arguments in edits:
@@ -516,8 +520,28 @@ def test_dimension_edit_errors():
         eqt.remove_dimension(ours, "properties", "n")
     with pytest.raises(ValueError, match=r"repeated entries|unique"):
         eqt.remove_dimension(ours, "keys", "o3_lambda")
-    with pytest.raises(ValueError, match="'xyz' in 'rename_dimension' is not a component"):
-        eqt.rename_dimension(ours, "components", "xyz", "abc")
+    with pytest.raises(ValueError, match="'uvw' in 'rename_dimension' is not a component"):
+        eqt.rename_dimension(ours, "components", "uvw", "abc")
+    with pytest.raises(ValueError, match="index 5 in 'insert_dimension' is out of range"):
+        eqt.insert_dimension(ours, "keys", 5, "foo", 0)
+    with pytest.raises(ValueError, match="index -3 in 'permute_dimensions' is out of range"):
+        eqt.permute_dimensions(ours, "samples", [-3, 0])
+    with pytest.raises(ValueError, match="'append_dimension' along keys"):
+        eqt.append_dimension(ours, "keys", "o3_sigma", 1)
+    # concrete JAX arrays are fine for static labels (keys, properties)...
+    n_keys = len(ours.keys)
+    appended = eqt.append_dimension(ours, "keys", "tag", jnp.arange(n_keys))
+    assert not appended.keys.is_dynamic and appended.keys.names[-1] == "tag"
+    assert (
+        not eqt.append_dimension(ours, "properties", "tag", jnp.zeros(5, jnp.int32))
+        .block(0)
+        .properties.is_dynamic
+    )
+    # ... but not traced ones
+    with pytest.raises(ValueError, match="'append_dimension' must be known at trace time"):
+        jax.jit(lambda v: eqt.append_dimension(ours, "keys", "tag", v).keys.names)(
+            jnp.arange(n_keys)
+        )
     with pytest.raises(ValueError, match="'foo' in 'rename_dimension' is not a dimension"):
         eqt.rename_dimension(ours, "samples", "foo", "bar")
     dynamic = dynamic_copy(eqt.remove_gradients(ours))

@@ -249,6 +249,11 @@ def test_lstsq_recovers_weights_and_warns_without_rcond():
     mts_w = _matrix_tensor(mts_x, 3, seed=8)
     x, w = from_metatensor(mts_x), from_metatensor(mts_w)
     y = eqt.dot(x, w)
+    # array scalars are accepted like floats (a compile-time constant of the solver)
+    for rcond in (np.array(1e-12), jnp.float64(1e-12)):
+        assert eqt.allclose(eqt.lstsq(x, y, rcond=rcond), eqt.lstsq(x, y, rcond=1e-12))
+    with pytest.raises(TypeError, match="`rcond` in 'lstsq' must be a number"):
+        eqt.lstsq(x, y, rcond="small")
     with pytest.warns(UserWarning, match="rcond is set to None"):
         weights = eqt.lstsq(x, y, rcond=None, driver="gelsd")
     for block, expected in zip(weights, w):

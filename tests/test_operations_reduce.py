@@ -339,6 +339,10 @@ def test_sample_reduction_errors():
         eqt.sum_over_samples(ours, "atoms")
     with pytest.raises(ValueError, match="'atoms' in 'mean_over_samples_block' is not a sample"):
         eqt.mean_over_samples_block(ours.block(0), ["atoms"])
+    with pytest.raises(TypeError, match="`sample_names` in 'sum_over_samples' must be str"):
+        eqt.sum_over_samples(ours, 3)
+    with pytest.raises(TypeError, match="`property_names` in 'std_over_properties' must be"):
+        eqt.std_over_properties(ours, None)
     with pytest.raises(TypeError, match="must be a TensorMap"):
         eqt.sum_over_samples(ours.block(0), "atom")
     with pytest.raises(TypeError, match="must be a TensorBlock"):

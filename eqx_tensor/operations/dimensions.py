@@ -12,7 +12,8 @@ samples, which must check that the remaining entries are unique.
 .. note:: Departures from metatensor: ``axis="components"`` in ``insert_dimension``,
    ``permute_dimensions`` and ``remove_dimension`` raises a ``ValueError`` (metatensor
    silently returns the tensor unchanged: components have exactly one dimension each),
-   and so does ``rename_dimension`` of a name that no component has (metatensor ignores it).
+   and so does ``rename_dimension`` of a name that no component of the values or of the
+   gradients has (metatensor ignores it).
    Removing the only dimension of some labels raises (as metatensor documents).
 """
 
@@ -77,16 +78,26 @@ def _rebuild(
     return TensorMap(keys, blocks)
 
 
-def _column_values(values: Any, n: int, name: str, fname: str) -> Any:
-    """The values of a new dimension with ``n`` entries: an int, or an array of shape (n,)."""
+def _column_values(values: Any, n: int, name: str, fname: str, static: bool) -> Any:
+    """The values of a new dimension with ``n`` entries: an int, or an array of shape (n,).
+
+    ``static`` labels (keys, properties) take a concrete JAX array as NumPy; samples keep a
+    JAX array as it is, which makes them dynamic labels.
+    """
     if isinstance(values, (bool, np.bool_)):
         raise TypeError(f"`values` in '{fname}' must be an int or an integer array, got a bool")
     if isinstance(values, (int, np.integer)):
         return np.full(n, int(values), dtype=np.int32)
-    if isinstance(values, jax.Array):
+    if isinstance(values, jax.Array) and not static:
         array = values
     else:
-        array = np.asarray(values)
+        try:
+            array = np.asarray(values)
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+            raise ValueError(
+                f"`values` for the new dimension '{name}' in '{fname}' must be known at trace "
+                "time for keys and properties (static labels), got a traced JAX array"
+            ) from None
     if array.ndim != 1 or array.shape[0] != n:
         raise ValueError(
             f"`values` for the new dimension '{name}' in '{fname}' must have shape ({n},), "
@@ -100,26 +111,51 @@ def _column_values(values: Any, n: int, name: str, fname: str) -> Any:
     return array
 
 
+def _dimension_index(index: Any, n_names: int, fname: str, inserting: bool) -> int:
+    """``index`` as a position, negative values counting from the end as in metatensor."""
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"dimension index in '{fname}' must be an int, got {index!r}")
+    # numpy.insert's range (-n..n) when inserting, list indexing (-n..n-1) otherwise
+    stop = n_names + 1 if inserting else n_names
+    if not -n_names <= index < stop:
+        raise ValueError(
+            f"dimension index {index} in '{fname}' is out of range for {n_names} dimensions"
+        )
+    return int(index) + n_names if index < 0 else int(index)
+
+
 def insert_dimension(tensor: TensorMap, axis: str, index: int, name: str, values: Any) -> TensorMap:
     """Insert a dimension ``name`` before position ``index`` of the labels along ``axis``.
 
     Args:
         tensor: input tensor.
         axis: ``"keys"``, ``"samples"`` or ``"properties"``.
-        index: position of the new dimension among the existing ones.
+        index: position of the new dimension among the existing ones (negative values
+            count from the end, ``-1`` inserting before the last dimension, as in metatensor).
         name: name of the new dimension.
         values: an ``int`` (every entry gets this value) or an integer array with one value
             per entry (for samples and properties: the same array for every block).
 
     Gradient samples are unchanged.
     """
-    fname = "insert_dimension"
+    return _insert_dimension(tensor, axis, index, name, values, "insert_dimension")
+
+
+def _insert_dimension(
+    tensor: TensorMap, axis: str, index: int | None, name: str, values: Any, fname: str
+) -> TensorMap:
+    """:func:`insert_dimension`; ``index=None`` appends; errors name ``fname``."""
     _check_tensormap(tensor, fname)
     _check_axis(axis, fname, ("keys", "samples", "properties"))
 
     def edit(labels: Labels) -> Labels:
-        column = _column_values(values, len(labels), name, fname)
-        return labels.insert(index, name, column)
+        column = _column_values(values, len(labels), name, fname, static=axis != "samples")
+        n_names = len(labels.names)
+        position = n_names if index is None else _dimension_index(index, n_names, fname, True)
+        try:
+            return labels.insert(position, name, column)
+        except ValueError as error:
+            raise ValueError(f"'{fname}' along {axis}: {error}") from None
 
     if axis == "keys":
         return _rebuild(tensor, edit(tensor.keys))
@@ -133,15 +169,7 @@ def append_dimension(tensor: TensorMap, axis: str, name: str, values: Any) -> Te
 
     See :func:`insert_dimension`.
     """
-    _check_tensormap(tensor, "append_dimension")
-    _check_axis(axis, "append_dimension", ("keys", "samples", "properties"))
-    if axis == "keys":
-        index = len(tensor.keys.names)
-    elif axis == "samples":
-        index = len(tensor.sample_names)
-    else:
-        index = len(tensor.property_names)
-    return insert_dimension(tensor, axis, index, name, values)
+    return _insert_dimension(tensor, axis, None, name, values, "append_dimension")
 
 
 def permute_dimensions(tensor: TensorMap, axis: str, dimensions_indexes: list[int]) -> TensorMap:
@@ -153,13 +181,14 @@ def permute_dimensions(tensor: TensorMap, axis: str, dimensions_indexes: list[in
     fname = "permute_dimensions"
     _check_tensormap(tensor, fname)
     _check_axis(axis, fname, ("keys", "samples", "properties"))
-    order = [int(i) for i in dimensions_indexes]
 
     def edit(labels: Labels) -> Labels:
-        if sorted(order) != list(range(len(labels.names))):
+        n_names = len(labels.names)
+        order = [_dimension_index(i, n_names, fname, False) for i in dimensions_indexes]
+        if sorted(order) != list(range(n_names)):
             raise ValueError(
                 f"`dimensions_indexes` in '{fname}' must be a permutation of "
-                f"0..{len(labels.names) - 1} for the {axis} {labels.names}, got {order}"
+                f"0..{n_names - 1} for the {axis} {labels.names}, got {list(dimensions_indexes)}"
             )
         return labels.permute(order)
 
@@ -232,9 +261,13 @@ def rename_dimension(tensor: TensorMap, axis: str, old: str, new: str) -> Tensor
         )
     if axis == "properties":
         return _rebuild(tensor, tensor.keys, edit_properties=edit)
-    if len(tensor) and old not in tensor.component_names:
+    names = set(tensor.component_names)
+    for block in tensor.blocks()[:1]:
+        for _, gradient in block.gradients():
+            names.update(c.names[0] for c in gradient.components)
+    if len(tensor) and old not in names:
         raise ValueError(
-            f"'{old}' in '{fname}' is not a component dimension, the components are "
-            f"{tensor.component_names}"
+            f"'{old}' in '{fname}' is not a component dimension of the values or gradients, "
+            f"they are {sorted(names)}"
         )
     return _rebuild(tensor, tensor.keys, edit_components=edit_components)

@@ -447,6 +447,13 @@ def lstsq(X: TensorMap, Y: TensorMap, rcond: float | None, driver: str | None = 
             "jax.numpy.linalg.lstsq (eps * max(M, N)), which is different from torch's",
             stacklevel=2,
         )
+    else:
+        try:  # a compile-time constant of the solver: NumPy and JAX scalars become floats
+            rcond = float(rcond)
+        except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
+            raise TypeError(
+                f"`rcond` in 'lstsq' must be a number known at trace time, got {rcond!r}"
+            ) from None
     Y = _aligned(X, Y, "lstsq", check=["samples", "components"])
     return _lstsq(X, Y, rcond)
 

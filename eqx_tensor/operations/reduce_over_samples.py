@@ -57,6 +57,10 @@ Groups = Labels | int | None
 def _names_list(names: str | Sequence[str], fname: str, argument: str) -> list[str]:
     if isinstance(names, str):
         return [names]
+    if not isinstance(names, (list, tuple)):
+        raise TypeError(
+            f"`{argument}` in '{fname}' must be str or a list of str, got {type(names).__name__}"
+        )
     names = list(names)
     for name in names:
         if not isinstance(name, str):
