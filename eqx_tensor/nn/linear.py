@@ -22,6 +22,7 @@ adds the bias to gradient blocks too).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -132,7 +133,7 @@ def _linear(
     for b, block in enumerate(tensor.blocks()):
         fin = block.values.shape[-1]
         for array in [block.values] + [g.values for _, g in block.gradients()]:
-            segments.append(array.reshape(-1, fin))
+            segments.append(array.reshape(math.prod(array.shape[:-1]), fin))
             segment_weight.append(weight_index[b])
             segment_out.append(out_features[b])
     outputs = grouped_matmul(segments, segment_weight, weight, segment_out, stacking=stacking)
@@ -230,6 +231,8 @@ def _stacked_init(init: Initializer | None, in_features: list[int], out_features
         return init(key, shape, dtype)
 
     def init_fn(key: Array, dtype: Any) -> Array:
+        if not in_features:  # a TensorMap without blocks
+            return jnp.zeros((0, 0, 0), dtype)
         return _stacked(make, list(zip(in_features, out_features)), key, dtype)
 
     return init_fn
@@ -354,9 +357,11 @@ class Linear(nn.Module):
         out_properties: output property labels, one for all keys or one per key; sets
             ``out_features``. Default ``Labels.range("_", out_features)``.
         in_keys: the keys the parameters are indexed by; inputs may then hold any subset of
-            them, in any order. Default: the keys of the input at init (later inputs must
-            have the same keys in the same order).
-        in_features: input features (checked against the input), needed only for ``in_keys``
+            them, in any order. Default: the keys of the input at init; later inputs must then
+            have the same keys in the same order, with at most as many properties per block,
+            which the parameters (a plain pytree of arrays) cannot check: pass ``in_keys``
+            and ``in_features`` to have blocks looked up by key and their sizes checked.
+        in_features: input features, checked against every input; needed for ``in_keys``
             that have no block in the input at init.
         bias: whether to add a bias, for all keys or per key.
         kernel_init: flax initializer ``(key, (in, out), dtype)`` for each key's matrix;

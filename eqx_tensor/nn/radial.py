@@ -74,10 +74,14 @@ def safe_norm(vectors: Array, axis: int = -1, keepdims: bool = False) -> jax.Arr
 def sus(x: Array) -> jax.Array:
     """Smooth unit step: ``0`` for ``x <= 0``, ``exp(-1/x)`` for ``x > 0`` (``C^inf``).
 
-    Same as ``e3nn_jax.sus``; shape of ``x``.
+    Same values as ``e3nn_jax.sus``; shape of ``x``. Below ``-1 / log(tiny)`` (``tiny`` the
+    smallest normal number of the dtype) the result is taken as 0: there ``exp(-1/x)`` has
+    underflowed while ``1/x**2`` in its derivative overflows, which gives e3nn-jax a NaN
+    gradient for tiny positive ``x``.
     """
     x = _float(x)
-    positive = x > 0.0
+    cut = -1.0 / np.log(np.finfo(x.dtype).tiny)
+    positive = x > cut
     return jnp.where(positive, jnp.exp(-1.0 / jnp.where(positive, x, 1.0)), 0.0)
 
 

@@ -466,7 +466,7 @@ def _products_unrolled(
             term = rows1(path.in1, i) * second
             rows[k] = term if rows[k] is None else rows[k] + term
         if not diagonal:  # (*batch, u, v) -> (*batch, u*v)
-            rows = [row.reshape(*row.shape[:-2], -1) for row in rows]
+            rows = [row.reshape(*row.shape[:-2], row.shape[-2] * row.shape[-1]) for row in rows]
         columns.append(jnp.stack(rows, axis=-2))
     return columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
 
@@ -486,7 +486,7 @@ def _products_dense(
             columns.append(jnp.einsum("...iu,...ju,ijk->...ku", a, b, cg))
         else:
             y = jnp.einsum("...iu,...jv,ijk->...kuv", a, b, cg)
-            columns.append(y.reshape(*y.shape[:-2], -1))
+            columns.append(y.reshape(*y.shape[:-2], y.shape[-2] * y.shape[-1]))
     return columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
 
 
@@ -522,7 +522,7 @@ def _to_chunks(x: jax.Array, batch_shape: tuple[int, ...], trailing: int, chunk:
 def _from_chunks(x: jax.Array, batch_shape: tuple[int, ...], n: int) -> jax.Array:
     """Inverse of :func:`_to_chunks` for an output ``(n_chunks, chunk, *core)``."""
     core = x.shape[2:]
-    return x.reshape(-1, *core)[:n].reshape(*batch_shape, *core)
+    return x.reshape(x.shape[0] * x.shape[1], *core)[:n].reshape(*batch_shape, *core)
 
 
 def _split_weights(

@@ -96,7 +96,7 @@ def _to_e3nn_layout(ls: tuple[int, ...], values: tuple[jax.Array, ...]) -> jax.A
     # e3nn chunks are (n, mul, 2l+1), flattened mul-major
     chunks = [
         jnp.swapaxes(_change_basis(v.astype(dtype), l, to_e3nn=True, axis=1), 1, 2).reshape(
-            v.shape[0], -1
+            v.shape[0], v.shape[1] * v.shape[2]
         )
         for l, v in zip(ls, values)
     ]

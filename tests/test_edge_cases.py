@@ -1,4 +1,5 @@
-"""Gradients stay finite on empty blocks and on constant features (zero variance).
+"""Edge cases: empty blocks, blocks without properties, TensorMaps without blocks, constant
+features (zero variance), tiny radii. Outputs have the right shapes and gradients stay finite.
 
 Zero-length edge vectors are covered with the layers that see them (``test_nn_e3nn.py``).
 """
@@ -11,22 +12,24 @@ import numpy as np
 import pytest
 
 import eqx_tensor as eqt
-from eqx_tensor import Labels, TensorBlock, TensorMap, nn
+from eqx_tensor import Labels, TensorBlock, TensorMap, nn, o3
 
 
-def _tensor(n_samples: tuple[int, int], constant: bool = False) -> TensorMap:
+def _tensor(
+    n_samples: tuple[int, int], constant: bool = False, n_properties: tuple[int, int] = (3, 3)
+) -> TensorMap:
     """Blocks (o3_lambda, o3_sigma) = (0, 1) and (1, 1) with the given numbers of samples."""
     rng = np.random.default_rng(0)
     blocks = []
-    for l, n in zip((0, 1), n_samples):
+    for l, n, n_p in zip((0, 1), n_samples, n_properties):
         samples = Labels(["system", "atom"], np.array([[0, i] for i in range(n)]).reshape(-1, 2))
-        shape = (n, 2 * l + 1, 3)
+        shape = (n, 2 * l + 1, n_p)
         values = np.ones(shape) if constant else rng.normal(size=shape)
         block = TensorBlock(
             jnp.asarray(values),
             samples,
             [Labels(["o3_mu"], np.arange(-l, l + 1).reshape(-1, 1))],
-            Labels.range("p", 3),
+            Labels.range("p", n_p),
         )
         blocks.append(block)
     return TensorMap(Labels(["o3_lambda", "o3_sigma"], np.array([[0, 1], [1, 1]])), blocks)
@@ -111,3 +114,36 @@ def test_std_of_constant_values_has_zero_gradient(reduce, explicit):
     names = "atom" if explicit is eqt.std_over_samples_block else "p"
     gradient = explicit(with_gradient, names).gradient("alpha").values
     assert float(jnp.abs(gradient).max()) == 0.0
+
+
+@pytest.mark.parametrize("mode", ["full", "channelwise", "fully_connected"])
+def test_tensor_products_of_empty_blocks(mode):
+    x = _tensor((0, 0))
+    tp = nn.TensorProduct(mode) if mode != "fully_connected" else nn.TensorProduct(out_features=2)
+    params = tp.init(jax.random.key(0), x, x)
+    out = tp.apply(params, x, x)
+    assert len(out) > 0 and all(block.values.shape[0] == 0 for block in out)
+    assert _all_finite(jax.grad(lambda p: _total(tp.apply(p, x, x)))(params))
+    assert o3.to_irreps_array(x).shape == (0, 3 + 3 * 3)
+
+
+def test_linear_layers_on_blocks_without_properties_and_without_blocks():
+    x = _tensor((3, 3), n_properties=(0, 2))
+    for model in (nn.Linear(out_features=2), nn.EquivariantLinear(out_features=2)):
+        params = model.init(jax.random.key(0), x)
+        out = model.apply(params, x)
+        assert [block.values.shape for block in out] == [(3, 1, 2), (3, 3, 2)]
+        # as torch.nn.Linear(0, 2): no input, the output is the bias alone
+        bias = params["params"].get("bias")
+        expected = 0.0 if bias is None else bias[0, :2]
+        np.testing.assert_allclose(out.block(0).values[:, 0], np.broadcast_to(expected, (3, 2)))
+    empty = TensorMap(Labels(["o3_lambda", "o3_sigma"], np.zeros((0, 2), np.int32)), [])
+    model = nn.Linear(out_features=2)
+    assert len(model.apply(model.init(jax.random.key(0), empty), empty)) == 0
+
+
+def test_smooth_step_has_finite_gradients_for_tiny_radii():
+    for x in (jnp.float32(1e-30), jnp.float64(1e-200), jnp.float64(1e-3)):
+        assert jnp.isfinite(jax.grad(nn.sus)(x))
+    # unchanged where exp(-1/x) is a normal number
+    np.testing.assert_allclose(nn.sus(jnp.float64(0.01)), np.exp(-100.0), rtol=1e-14)
