@@ -130,6 +130,26 @@ def test_equivariant_linear_matches_metatensor_learn(features):
     assert_tensor_equal(model.apply({"params": params}, ours), reference(theirs), atol=1e-12)
 
 
+def test_metatensor_learn_positional_arguments(features):
+    """Code written for metatensor-learn, ``Cls(in_keys, in_features, out_features)``, runs."""
+    ours, _ = features
+    keys, in_features = ours.keys, _in_features(ours)
+    for positional, keyword in [
+        (nn.Linear(keys, in_features, 5), nn.Linear(out_features=5)),
+        (nn.EquivariantLinear(keys, in_features, 5), nn.EquivariantLinear(out_features=5)),
+    ]:
+        assert positional.in_keys == keys and positional.out_features == 5
+        params = _random_variables(keyword, ours, seed=3)
+        assert_tensor_equal(positional.apply(params, ours), keyword.apply(params, ours))
+    for layer in (nn.ReLU(keys), nn.InvariantSiLU(keys, None, INVARIANT)):
+        assert layer.in_keys == keys
+        assert eqt.equal(layer.apply({}, ours), type(layer)().apply({}, ours))
+    with pytest.raises(ValueError, match="in_features says 1"):
+        nn.Linear(keys, 1, 5).init(jax.random.key(0), ours)
+
+
+INVARIANT = eqt.Labels(["o3_lambda", "o3_sigma"], np.array([[0, 1]]))
+
 ACTIVATIONS = [
     (nn.ReLU, mtl.ReLU),
     (nn.Tanh, mtl.Tanh),

@@ -158,9 +158,10 @@ class Activation(nn.Module):
             input properties.
     """
 
-    fn: Callable[[Array], Array] = jax.nn.relu
+    # positional order as in metatensor-learn: ReLU(in_keys, out_properties)
     in_keys: Labels | None = None
     out_properties: Labels | Sequence[Labels] | None = None
+    fn: Callable[[Array], Array] = jax.nn.relu
 
     def __call__(self, tensor: TensorMap) -> TensorMap:
         layer = type(self).__name__
@@ -201,12 +202,14 @@ class InvariantActivation(nn.Module):
         in_keys, out_properties: as in :class:`Activation`.
     """
 
-    fn: Callable[[Array], Array] = jax.nn.relu
-    odd: bool = False
-    invariant_keys: Labels | None = None
-    pseudoscalar_keys: Labels | None = None
+    # positional order as in metatensor-learn: InvariantReLU(in_keys, out_properties,
+    # invariant_keys)
     in_keys: Labels | None = None
     out_properties: Labels | Sequence[Labels] | None = None
+    invariant_keys: Labels | None = None
+    fn: Callable[[Array], Array] = jax.nn.relu
+    odd: bool = False
+    pseudoscalar_keys: Labels | None = None
 
     def _masks(self, keys: Labels) -> tuple[np.ndarray, np.ndarray | None]:
         """Per block: whether ``fn`` applies, and whether it applies as an odd function."""

@@ -372,10 +372,11 @@ class Linear(nn.Module):
             :mod:`eqx_tensor.nn._stacking`); all give the same result.
     """
 
-    out_features: int | Sequence[int] | None = None
-    out_properties: Labels | Sequence[Labels] | None = None
+    # positional order as in metatensor-learn: Linear(in_keys, in_features, out_features)
     in_keys: Labels | None = None
     in_features: int | Sequence[int] | None = None
+    out_features: int | Sequence[int] | None = None
+    out_properties: Labels | Sequence[Labels] | None = None
     bias: bool | Sequence[bool] = True
     kernel_init: Initializer | None = None
     bias_init: Initializer | None = None
@@ -412,10 +413,11 @@ class EquivariantLinear(nn.Module):
             (when the keys have ``o3_lambda``/``o3_sigma``) raises a ``ValueError``.
     """
 
-    out_features: int | Sequence[int] | None = None
-    out_properties: Labels | Sequence[Labels] | None = None
+    # positional order as in metatensor-learn: Linear(in_keys, in_features, out_features)
     in_keys: Labels | None = None
     in_features: int | Sequence[int] | None = None
+    out_features: int | Sequence[int] | None = None
+    out_properties: Labels | Sequence[Labels] | None = None
     invariant_keys: Labels | None = None
     bias: bool | Sequence[bool] = True
     kernel_init: Initializer | None = None

@@ -408,7 +408,7 @@ def _dot(tensor_1: TensorMap, tensor_2: TensorMap) -> TensorMap:
 
 
 # --------------------------------------------------------------------------- lstsq, solve
-def _rows(values: Any, n_columns: int) -> jax.Array:
+def _as_matrix(values: Any, n_columns: int) -> jax.Array:
     """``values`` as a matrix with ``n_columns`` columns (also when that is 0)."""
     values = jnp.asarray(values)
     return values.reshape(math.prod(values.shape[:-1]), n_columns)
@@ -417,11 +417,11 @@ def _rows(values: Any, n_columns: int) -> jax.Array:
 def _stacked_rows(X: TensorBlock, Y: TensorBlock) -> tuple[Any, Any]:
     """Values (components merged into rows) followed by every gradient's rows, X and Y."""
     n_x, n_y = X.values.shape[-1], Y.values.shape[-1]
-    xs = [_rows(X.values, n_x)]
-    ys = [_rows(Y.values, n_y)]
+    xs = [_as_matrix(X.values, n_x)]
+    ys = [_as_matrix(Y.values, n_y)]
     for parameter, gradient in X.gradients():
-        xs.append(_rows(gradient.values, n_x))
-        ys.append(_rows(Y.gradient(parameter).values, n_y))
+        xs.append(_as_matrix(gradient.values, n_x))
+        ys.append(_as_matrix(Y.gradient(parameter).values, n_y))
     return jnp.concatenate(xs, axis=0), jnp.concatenate(ys, axis=0)
 
 
