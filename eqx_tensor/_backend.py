@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+
+# what converting a traced value to NumPy raises (which one depends on how it is converted)
+TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError)
 
 
 def namespace(*arrays: Any) -> Any:

@@ -50,9 +50,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any, BinaryIO
 
-import jax
 import numpy as np
 
+from ._backend import TRACER_ERRORS
 from .block import TensorBlock
 from .labels import Labels
 from .tensormap import TensorMap
@@ -113,7 +113,7 @@ def _little_endian_descr(dtype: np.dtype) -> str:
 def _values_to_numpy(values: Any, what: str) -> np.ndarray:
     try:
         array = np.asarray(values)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    except TRACER_ERRORS:
         raise TypeError(
             f"cannot save {what}: its values are traced by a JAX transformation; save outside "
             "jax.jit / grad / vmap"

@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ._backend import TRACER_ERRORS
 from ._file_methods import FileMethods
 
 __all__ = ["Labels", "LabelsEntry"]
@@ -217,7 +218,7 @@ class Labels(FileMethods):
             return self
         try:
             values = np.asarray(self._values)
-        except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+        except TRACER_ERRORS:
             raise ValueError(
                 f"cannot make dynamic Labels {self._names} static inside a jax transformation"
             ) from None

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._backend import TRACER_ERRORS
 from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
@@ -93,7 +94,7 @@ def _column_values(values: Any, n: int, name: str, fname: str, static: bool) -> 
     else:
         try:
             array = np.asarray(values)
-        except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+        except TRACER_ERRORS:
             raise ValueError(
                 f"`values` for the new dimension '{name}' in '{fname}' must be known at trace "
                 "time for keys and properties (static labels), got a traced JAX array"
