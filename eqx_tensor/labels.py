@@ -10,7 +10,10 @@ Two representations share the class:
 * **dynamic** labels hold a ``jax.Array`` (possibly a tracer). Their names and count are
   static but their values travel as a pytree leaf, so batches with different sample
   values but equal sizes share one compiled function. Operations that need concrete
-  values raise a clear error on them (see :func:`Labels.require_static`).
+  values raise a clear error on them (see :func:`Labels.require_static`). Being integer
+  leaves, they make ``jax.grad`` with respect to a whole TensorMap ask for
+  ``allow_int=True`` (their gradient is then ``float0``); differentiating with respect to
+  parameters, or to the values alone, needs nothing.
 """
 
 from __future__ import annotations
