@@ -345,11 +345,12 @@ class TensorBlock(FileMethods):
             self._meta,
         )
 
-    def _map_arrays(self, fn: Any) -> TensorBlock:
-        """A modifiable block with ``fn`` applied to the values and every gradient's values."""
+    def _map_arrays(self, fn: Any, samples_fn: Any = None) -> TensorBlock:
+        """A modifiable block with ``fn`` applied to the values and every gradient's values
+        (and ``samples_fn``, if given, to the sample labels of all of them)."""
         new = TensorBlock._unchecked(
             fn(self._values),
-            self._samples,
+            self._samples if samples_fn is None else samples_fn(self._samples),
             self._components,
             self._properties,
             {},
@@ -357,7 +358,7 @@ class TensorBlock(FileMethods):
         )
         new._frozen = False
         for parameter, gradient in self._gradients.items():
-            new._gradients[parameter] = gradient._map_arrays(fn)._as_gradient(parameter)
+            new._gradients[parameter] = gradient._map_arrays(fn, samples_fn)._as_gradient(parameter)
         return new
 
     def copy(self) -> TensorBlock:
@@ -375,10 +376,14 @@ class TensorBlock(FileMethods):
         Args:
             dtype: cast every array (values and gradients) to this dtype.
             device: move every array there with :func:`jax.device_put` (an explicit
-                transfer; NumPy arrays become JAX arrays on that device).
+                transfer; NumPy arrays become JAX arrays on that device), dynamic sample
+                labels included (see :meth:`Labels.to`).
             arrays: ``"numpy"`` (host arrays; not inside ``jax.jit``) or ``"jax"``.
         """
-        return self._map_arrays(_converter(dtype, device, arrays))
+        convert = _converter(dtype, device, arrays)
+        if device is None:
+            return self._map_arrays(convert)
+        return self._map_arrays(convert, lambda samples: samples.to(device))
 
     # ----------------------------------------------------------------- pytree
     @property

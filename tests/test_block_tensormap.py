@@ -246,6 +246,9 @@ def test_to_casts_and_converts_values_and_gradients():
     # casting is jit-able (metadata static)
     assert jax.jit(lambda t: t.to(dtype=jnp.float32))(on_jax).dtype == jnp.float32
     assert tensor.keys.to("cpu") is tensor.keys  # static labels are host metadata
+    samples = Labels.range("s", 3).to_dynamic()
+    dynamic = TensorBlock(jnp.ones((3, 2)), samples, [], Labels.range("p", 2)).to(device="cpu")
+    assert dynamic.samples.is_dynamic and dynamic.samples.device == jax.devices("cpu")[0]
     with pytest.raises(ValueError, match="arrays must be"):
         tensor.to(arrays="torch")
     with pytest.raises(ValueError, match="without device"):
