@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
 
+@pytest.mark.slow  # a fresh process that compiles everything again; CI runs it with -m slow
 def test_demo_runs_and_trains_an_equivariant_model():
     result = subprocess.run(
         [sys.executable, str(DEMO)], capture_output=True, text=True, timeout=600, check=False
