@@ -365,6 +365,11 @@ class TensorBlock(FileMethods):
         """A modifiable copy with copied arrays (gradients included)."""
         return self._map_arrays(_copy_array)
 
+    def to_dynamic_samples(self) -> TensorBlock:
+        """The block with dynamic sample labels, its gradients' included (see
+        :meth:`Labels.to_dynamic`): batches of equal sizes then share one compiled function."""
+        return self._map_arrays(lambda array: array, Labels.to_dynamic)
+
     @property
     def device(self) -> Any:
         """``"cpu"`` for NumPy values, else the device of the JAX values."""

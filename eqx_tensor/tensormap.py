@@ -266,6 +266,11 @@ class TensorMap(FileMethods):
         """A copy with copied arrays."""
         return self._with_blocks([b.copy() for b in self._all_blocks()])
 
+    def to_dynamic_samples(self) -> TensorMap:
+        """The tensor with dynamic sample labels in every block and gradient (see
+        :meth:`TensorBlock.to_dynamic_samples`)."""
+        return self._with_blocks([b.to_dynamic_samples() for b in self._all_blocks()])
+
     @property
     def device(self) -> Any:
         """The device of the first block's values (``"cpu"`` for NumPy or no blocks)."""

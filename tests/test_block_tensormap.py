@@ -249,6 +249,12 @@ def test_to_casts_and_converts_values_and_gradients():
     samples = Labels.range("s", 3).to_dynamic()
     dynamic = TensorBlock(jnp.ones((3, 2)), samples, [], Labels.range("p", 2)).to(device="cpu")
     assert dynamic.samples.is_dynamic and dynamic.samples.device == jax.devices("cpu")[0]
+    # dynamic samples everywhere, same values and sizes
+    everywhere = tensor.to_dynamic_samples()
+    for block, original in zip(everywhere, tensor):
+        assert block.samples.is_dynamic and block.gradient("positions").samples.is_dynamic
+        np.testing.assert_array_equal(block.samples.values, original.samples.values)
+        assert block.values is original.values
     with pytest.raises(ValueError, match="arrays must be"):
         tensor.to(arrays="torch")
     with pytest.raises(ValueError, match="without device"):

@@ -586,32 +586,13 @@ def test_vmap_over_parameters_and_dynamic_samples():
         seed=1,
     )
 
-    def dynamic(tensor):
-        blocks = []
-        for block in tensor.blocks():
-            new = eqt.TensorBlock(
-                block.values, block.samples.to_dynamic(), block.components, block.properties
-            )
-            gradient = block.gradient("positions")
-            new.add_gradient(
-                "positions",
-                eqt.TensorBlock(
-                    gradient.values,
-                    gradient.samples.to_dynamic(),
-                    gradient.components,
-                    gradient.properties,
-                ),
-            )
-            blocks.append(new)
-        return eqt.TensorMap(tensor.keys, blocks)
-
     @jax.jit
     def run(ensemble, tensor, dynamic_tensor):
         members = jax.vmap(model.apply, in_axes=(0, None))(ensemble, tensor)
         second = jax.tree_util.tree_map(lambda x: x[1], ensemble)
         return members, model.apply(second, dynamic_tensor)
 
-    members, second = run(ensemble, tensor, dynamic(tensor))
+    members, second = run(ensemble, tensor, tensor.to_dynamic_samples())
     for a, b in zip(members.blocks(), second.blocks()):
         assert a.values.shape == (3, *b.values.shape)
         np.testing.assert_allclose(a.values[1], b.values, rtol=0, atol=1e-12)

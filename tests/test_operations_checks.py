@@ -232,31 +232,11 @@ def test_equal_and_allclose_refuse_tracers():
         jax.grad(lambda x: float(eqt.allclose_block(x.block(0), x.block(0))))(a)
 
 
-def _dynamic(tensor: TensorMap) -> TensorMap:
-    blocks = []
-    for block in tensor:
-        new = TensorBlock(
-            block.values, block.samples.to_dynamic(), block.components, block.properties
-        )
-        for parameter, gradient in block.gradients():
-            new.add_gradient(
-                parameter,
-                TensorBlock(
-                    gradient.values,
-                    gradient.samples.to_dynamic(),
-                    gradient.components,
-                    gradient.properties,
-                ),
-            )
-        blocks.append(new)
-    return TensorMap(tensor.keys, blocks)
-
-
 def test_dynamic_labels():
     mts_a = load("radial-spectrum.mts")
     a = from_metatensor(mts_a)
-    dynamic = _dynamic(a)
-    shifted = _dynamic(from_metatensor(variants(mts_a)["shifted_samples"]))
+    dynamic = a.to_dynamic_samples()
+    shifted = from_metatensor(variants(mts_a)["shifted_samples"]).to_dynamic_samples()
     # concrete dynamic values are compared by value
     assert eqt.equal_metadata(a, dynamic)
     assert eqt.equal(a, dynamic)

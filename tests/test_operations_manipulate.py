@@ -28,13 +28,7 @@ def both(names, values):
 
 def dynamic_copy(tensor: TensorMap) -> TensorMap:
     """``tensor`` with every block's samples made dynamic (gradients removed)."""
-    return TensorMap(
-        tensor.keys,
-        [
-            TensorBlock(jnp.asarray(b.values), b.samples.to_dynamic(), b.components, b.properties)
-            for b in tensor
-        ],
-    )
+    return eqt.remove_gradients(tensor).to_dynamic_samples()
 
 
 # --------------------------------------------------------------------------- filter / drop

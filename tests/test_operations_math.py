@@ -482,27 +482,6 @@ def test_vmap_over_a_batch_of_tensors():
         np.testing.assert_allclose(np.asarray(block.values)[1], 2 * np.asarray(e.values), 1e-12)
 
 
-def _dynamic(tensor: TensorMap) -> TensorMap:
-    """The same tensor with dynamic sample labels (values and gradients)."""
-    blocks = []
-    for block in tensor:
-        new = TensorBlock(
-            block.values, block.samples.to_dynamic(), block.components, block.properties
-        )
-        for parameter, gradient in block.gradients():
-            new.add_gradient(
-                parameter,
-                TensorBlock(
-                    gradient.values,
-                    gradient.samples.to_dynamic(),
-                    gradient.components,
-                    gradient.properties,
-                ),
-            )
-        blocks.append(new)
-    return TensorMap(tensor.keys, blocks)
-
-
 def test_elementwise_math_accepts_dynamic_samples():
     mts_a, _ = load("radial-spectrum.mts")
     a = from_metatensor(mts_a)
@@ -512,7 +491,7 @@ def test_elementwise_math_accepts_dynamic_samples():
     def function(t):
         return eqt.divide(eqt.multiply(t, t), eqt.add(eqt.abs(t), 1.0))
 
-    result = function(_dynamic(a))
+    result = function(a.to_dynamic_samples())
     for block, e in zip(result, expected):
         assert block.samples.is_dynamic
         np.testing.assert_array_equal(np.asarray(block.samples.values), e.samples.values)
