@@ -42,6 +42,18 @@ from pathlib import Path
 from typing import IO, Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "metatensor"
+
+
+def data_file(name: str) -> Path:
+    """``name`` in the shared metatensor files beside the project root; exit if it is missing."""
+    path = DATA_DIR / name
+    if not path.exists():
+        sys.exit(
+            f"missing data file {path}: the benchmarks read the shared metatensor files in "
+            "'../shared/data/metatensor/' beside the project root"
+        )
+    return path
 
 
 @dataclass

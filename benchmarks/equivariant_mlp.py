@@ -48,14 +48,13 @@ from benchmarks._common import (
     Case,
     Worker,
     alternate,
+    data_file,
     format_table,
     serve,
     summarize,
     write_json,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = ROOT.parent / "shared" / "data" / "metatensor"
 DATASETS = {"qm7": "qm7-spherical-expansion.mts", "small": "spherical-expansion.mts"}
 HIDDEN = 64
 LEARNING_RATE = 1e-3
@@ -68,16 +67,6 @@ VARIANTS = {
 }
 QUICK_VARIANTS = ("default", "unfused")
 REFERENCE = ("metatensor_learn", "step")
-
-
-def _data_file(name: str) -> Path:
-    path = DATA_DIR / DATASETS[name]
-    if not path.exists():
-        sys.exit(
-            f"missing data file {path}: this benchmark expects the shared metatensor files in "
-            "'../shared/data/metatensor/' relative to the project root"
-        )
-    return path
 
 
 def _target_values(n_systems: int, orders: list[tuple[int, int]], seed: int = 0):
@@ -109,7 +98,7 @@ def _jax_cases(datasets: list[str], variants: list[str]) -> dict[str, Case]:
 
     cases = {}
     for name in datasets:
-        features = eqt.remove_gradients(eqt.load(str(_data_file(name))))
+        features = eqt.remove_gradients(eqt.load(str(data_file(DATASETS[name]))))
         orders = _orders(np.asarray(features.keys.values))
         systems = np.unique(np.asarray(features.block(0).samples.column("system")))
         target = eqt.TensorMap(
@@ -187,7 +176,7 @@ def _torch_cases(datasets: list[str], threads: int) -> dict[str, Case]:
     _patch_metatensor_fill_value()
     cases = {}
     for name in datasets:
-        features = mts.remove_gradients(mts.load(str(_data_file(name)))).to(arrays="torch")
+        features = mts.remove_gradients(mts.load(str(data_file(DATASETS[name])))).to(arrays="torch")
         keys = features.keys
         orders = _orders(np.asarray(keys.values))
         systems = np.unique(np.asarray(features.block(0).samples.column("system")))
@@ -282,7 +271,7 @@ def main() -> None:
         serve(lambda: _torch_cases(args.datasets, args.torch_threads))
         return
     for name in args.datasets:
-        _data_file(name)  # fail early, with the message, before starting workers
+        data_file(DATASETS[name])  # fail early, with the message, before starting workers
     rounds, repeats = (2, 5) if args.quick else (args.rounds, args.repeats)
 
     command = [

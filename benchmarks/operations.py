@@ -41,27 +41,18 @@ from benchmarks._common import (
     Case,
     Worker,
     alternate,
+    data_file,
     format_table,
     serve,
     summarize,
     write_json,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "metatensor" / "qm7-spherical-expansion.mts"
+DATA = "qm7-spherical-expansion.mts"
 WORKERS = ("eqx_tensor", "metatensor_numpy", "metatensor_torch")
 REFERENCE = "eqx_tensor"
 # torch's OpenMP threads spin between calls by default, stealing the other workers' cores
 WORKER_ENV = {"metatensor_torch": {"OMP_WAIT_POLICY": "PASSIVE"}}
-
-
-def _data_path() -> Path:
-    if not DATA.exists():
-        sys.exit(
-            f"benchmark data {DATA} is missing: this benchmark expects the shared metatensor "
-            "files in '../shared/data/metatensor/' beside the project root"
-        )
-    return DATA
 
 
 def pipeline(ops, tensor, labels_class):
@@ -93,7 +84,7 @@ def build_eqx_tensor() -> dict[str, Case]:
 
     import eqx_tensor as eqt
 
-    path = _data_path()
+    path = data_file(DATA)
     theirs = metatensor.load(str(path))
     ours = eqt.TensorMap(
         eqt.Labels(theirs.keys.names, np.asarray(theirs.keys.values)),
@@ -169,7 +160,7 @@ def _metatensor_case(tensor) -> dict[str, Case]:
 def build_metatensor_numpy() -> dict[str, Case]:
     import metatensor
 
-    return _metatensor_case(metatensor.load(str(_data_path())))
+    return _metatensor_case(metatensor.load(str(data_file(DATA))))
 
 
 def build_metatensor_torch() -> dict[str, Case]:
@@ -205,7 +196,7 @@ def build_metatensor_torch() -> dict[str, Case]:
             )
         return new
 
-    tensor = metatensor.load(str(_data_path()))
+    tensor = metatensor.load(str(data_file(DATA)))
     tensor = metatensor.TensorMap(tensor.keys, [to_torch(b) for b in tensor.blocks()])
     cases = _metatensor_case(tensor)
     cases["pipeline"].info["torch"] = torch.__version__
@@ -249,7 +240,7 @@ def main() -> None:
     if args.worker:
         serve(BUILDERS[args.worker])
         return
-    _data_path()
+    data_file(DATA)
     if args.quick:
         args.rounds, args.repeats = 2, 2
     output = args.output or RESULTS_DIR / (
@@ -276,7 +267,7 @@ def main() -> None:
     peers = [r["median_s"] for r in rows if r["framework"] != REFERENCE]
     speedup = min(peers) / stats[(REFERENCE, "pipeline")]["median_s"] if peers else None
     print(
-        f"\n{DATA.name}: remove_gradients, keys_to_samples, sum_over_samples, multiply, pow, "
+        f"\n{DATA}: remove_gradients, keys_to_samples, sum_over_samples, multiply, pow, "
         f"join, filter_blocks (float64, CPU)\nmedians of {args.rounds} rounds x {args.repeats} "
         "calls; 'time / ours' > 1 means eqx_tensor (jitted) is faster\n"
     )
@@ -287,7 +278,7 @@ def main() -> None:
         output,
         {
             "benchmark": "operations",
-            "data": DATA.name,
+            "data": DATA,
             "pipeline": [
                 "remove_gradients(['strain'])",
                 "keys_to_samples('center_type')",

@@ -22,9 +22,12 @@ import jax.numpy as jnp
 
 import eqx_tensor as eqt
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "metatensor" / "qm7-spherical-expansion.mts"
-RESULTS = ROOT / "benchmarks" / "results"
+if __package__ in (None, ""):  # run as a script: make `benchmarks._common` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import RESULTS_DIR, data_file
+
+DATA = "qm7-spherical-expansion.mts"
 
 
 def _time_calls(function, argument, calls: int) -> float:
@@ -44,11 +47,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.calls = 3, 20
-    if not DATA.exists():
-        sys.exit(f"missing {DATA}: the benchmark reads ../shared/data/metatensor/ beside the repo")
-
     jax.config.update("jax_enable_x64", True)
-    tensor = jax.tree_util.tree_map(jnp.asarray, eqt.load(DATA))
+    tensor = jax.tree_util.tree_map(jnp.asarray, eqt.load(data_file(DATA)))
     leaves = jax.tree_util.tree_leaves(tensor)
 
     on_tensor = jax.jit(lambda t: t)
@@ -70,7 +70,7 @@ def main() -> None:
     median_flat = statistics.median(flat_times)
     result = {
         "benchmark": "pytree_overhead",
-        "file": DATA.name,
+        "file": DATA,
         "n_blocks": len(tensor),
         "n_arrays": len(leaves),
         "rounds": args.rounds,
@@ -81,15 +81,15 @@ def main() -> None:
         "first_call_s": compile_s,
         "backend": jax.default_backend(),
     }
-    print(f"{DATA.name}: {len(tensor)} blocks, {len(leaves)} arrays")
+    print(f"{DATA}: {len(tensor)} blocks, {len(leaves)} arrays")
     print(f"  jitted identity on TensorMap : {median_tensor * 1e6:8.1f} us/call (median)")
     print(f"  jitted identity on flat list : {median_flat * 1e6:8.1f} us/call (median)")
     print(f"  ratio TensorMap / flat list  : {result['ratio']:.2f} (target <= 1.5)")
     first = f"{compile_s['tensormap']:.3f} s vs {compile_s['flat']:.3f} s"
     print(f"  first call (trace + compile) : {first}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "pytree_overhead.json").write_text(json.dumps(result, indent=2))
-    print(f"wrote {RESULTS / 'pytree_overhead.json'}")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "pytree_overhead.json").write_text(json.dumps(result, indent=2))
+    print(f"wrote {RESULTS_DIR / 'pytree_overhead.json'}")
 
 
 if __name__ == "__main__":
