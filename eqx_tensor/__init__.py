@@ -30,10 +30,10 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # `eqx_tensor.nn` pulls in flax: load it on first use, so data-only code starts faster
-    if name == "nn":
+    if name in ("nn", "atomistic"):
         import importlib
 
-        return importlib.import_module(".nn", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -230,11 +230,12 @@ def test_equivariance_rotation_and_inversion(mode):
 
 
 @pytest.mark.parametrize("mode", ["full", "channelwise", "fully_connected"])
-def test_dense_method_matches_unrolled(mode):
+@pytest.mark.parametrize("method", ["unrolled", "dense"])
+def test_methods_agree_with_fused(mode, method):
     plan = _plans()[mode]
     x1, x2, weights = _inputs(plan, 3, 10)
-    expected = apply(plan, x1, x2, weights)
-    _assert_blocks_close(apply(plan, x1, x2, weights, method="dense"), expected)
+    expected = apply(plan, x1, x2, weights)  # the default, "fused"
+    _assert_blocks_close(apply(plan, x1, x2, weights, method=method), expected)
 
 
 def test_modes_agree_with_per_sample_weights():

@@ -17,6 +17,12 @@ from .activations import (
     Tanh,
     activation,
 )
+from .convolution import (
+    Convolution,
+    GatePointsNetwork,
+    gate_points_from_e3nn,
+    smooth_cutoff,
+)
 from .gate import Gate, gate, soft_odd
 from .layer_norm import InvariantLayerNorm, LayerNorm, layer_norm
 from .linear import EquivariantLinear, Linear, linear
@@ -39,8 +45,10 @@ from .tensor_product import TensorProduct, tensor_product, tensor_product_plan
 
 __all__ = [
     "Activation",
+    "Convolution",
     "EquivariantLinear",
     "Gate",
+    "GatePointsNetwork",
     "InvariantActivation",
     "InvariantLayerNorm",
     "InvariantReLU",
@@ -60,6 +68,7 @@ __all__ = [
     "bessel",
     "cosine_cutoff",
     "gate",
+    "gate_points_from_e3nn",
     "layer_norm",
     "linear",
     "mean_squared_error",
@@ -68,6 +77,7 @@ __all__ = [
     "polynomial_envelope",
     "radial_basis",
     "safe_norm",
+    "smooth_cutoff",
     "soft_envelope",
     "soft_odd",
     "soft_one_hot_linspace",

@@ -7,6 +7,13 @@ e3nn-jax uses a y-polar basis; :func:`change_of_basis`, :func:`to_irreps_array` 
 :func:`from_irreps_array` convert.
 """
 
+from ._tensor_product import (
+    TensorProductPlan,
+    coupled_keys,
+    irreps_of,
+    tensor_product,
+    tensor_product_plan,
+)
 from .clebsch_gordan import clebsch_gordan, selection_rule
 from .conventions import (
     O3_LAMBDA,
@@ -32,13 +39,16 @@ __all__ = [
     "O3_MU",
     "O3_SIGMA",
     "XYZ",
+    "TensorProductPlan",
     "change_of_basis",
     "clebsch_gordan",
+    "coupled_keys",
     "equivariance_error",
     "frame_permutation",
     "from_irreps_array",
     "invert",
     "irrep_to_key",
+    "irreps_of",
     "key_to_irrep",
     "parity_from_sigma",
     "product_sigma",
@@ -48,6 +58,8 @@ __all__ = [
     "sigma_from_parity",
     "spherical_harmonics",
     "spherical_harmonics_array",
+    "tensor_product",
+    "tensor_product_plan",
     "to_irreps_array",
     "wigner_D",
     "wigner_D_all",

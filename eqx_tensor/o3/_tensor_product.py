@@ -97,7 +97,8 @@ ClebschGordan = Callable[[int, int, int], np.ndarray]
 
 Mode = Literal["full", "channelwise", "fully_connected"]
 MODES: tuple[str, ...] = ("full", "channelwise", "fully_connected")
-Method = Literal["unrolled", "dense"]
+Method = Literal["fused", "unrolled", "dense"]
+METHODS: tuple[str, ...] = ("fused", "unrolled", "dense")
 IRREP_NORMALIZATIONS: tuple[str, ...] = ("component", "norm", "none")
 PATH_NORMALIZATIONS: tuple[str, ...] = ("element", "path")
 
@@ -331,7 +332,7 @@ def tensor_product(
     x2: Mapping[Key, jax.Array],
     weights: jax.Array | Mapping[Key, jax.Array] | None = None,
     *,
-    method: Method = "unrolled",
+    method: Method = "fused",
     chunk_size: int | Literal["auto"] | None = "auto",
 ) -> dict[Key, jax.Array]:
     """Apply a planned tensor product to blocks.
@@ -346,20 +347,26 @@ def tensor_product(
             (``plan.n_weights``, outputs in order, each output's weights row-major), or a mapping
             ``{out: w}`` with ``w`` of ``plan.weight_shapes()[out]``, optionally with leading
             per-sample batch axes.
-        method: ``"unrolled"`` (default): one fused loop over the non-zero CG entries per output;
-            ``"dense"``: one einsum with the dense CG tensor per path. Same numbers.
+        method: ``"fused"`` (default): the second operand is contracted with the coupling
+            coefficients of all paths at once (one matrix product), then each group of first
+            operand blocks of equal ``l`` is multiplied in with ``2l+1`` element-wise
+            multiply-adds; the number of traced operations grows with the number of blocks and
+            paths, not with the number of non-zero coefficients, so it compiles in seconds for
+            any irreps. ``"unrolled"``: one multiply-add per non-zero CG entry group (slow to
+            compile for large ``l``); ``"dense"``: one einsum with the dense CG tensor per path.
+            Same numbers.
         chunk_size: process the (flattened, broadcast) batch in chunks of this many samples with
             ``lax.map``, so that the products ``y`` of a chunk stay in cache instead of making a
-            round trip through memory (2x faster on CPU at 32768 samples). ``"auto"``: chunks of
-            about 8 MiB of products, on the CPU backend only, when the batch has at least two;
-            ``None``: never.
+            round trip through memory before the weight matrix product. ``"auto"``: chunks of
+            about 8 MiB of products, for fully connected products on the CPU backend only, when
+            the batch has at least two; ``None``: never.
 
     Returns:
         ``{out: (*batch, 2l3+1, mul_out)}`` for every block of ``plan.irreps_out``, in order
         (``jax.jit`` returns dicts with sorted keys), in the dtype of the inputs and weights.
     """
-    if method not in ("unrolled", "dense"):
-        raise ValueError(f"method must be 'unrolled' or 'dense', got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     _check_blocks(x1, plan.irreps_in1, "x1")
     _check_blocks(x2, plan.irreps_in2, "x2")
     if not plan.irreps_out:  # e.g. a filter that keeps nothing
@@ -401,10 +408,13 @@ def _apply(
     """The tensor product on validated blocks, weights split by output (see tensor_product)."""
     diagonal = plan.mode == "channelwise"
     rows1, rows2 = _ComponentRows(x1, diagonal, 1), _ComponentRows(x2, diagonal, 2)
+    fused = _products_fused(plan, x1, x2) if method == "fused" else None
     result = {}
     for out, _ in plan.irreps_out:
         paths = plan.paths_to(out)
-        if method == "unrolled":
+        if fused is not None:
+            y = fused[out]
+        elif method == "unrolled":
             y = _products_unrolled(paths, rows1, rows2, diagonal)
         else:
             y = _products_dense(paths, x1, x2, diagonal)
@@ -439,6 +449,150 @@ class _ComponentRows:
                 row if self._expand is None else jnp.expand_dims(row, self._expand)
             )
         return self._rows[(key, i)]
+
+
+@dataclass(frozen=True, eq=False)
+class _FusedGroup:
+    """Paths sharing ``l1`` and the multiplicity ``mul2`` of ``x2``: one coefficient matrix.
+
+    ``combos`` are the distinct ``(in2, l3)`` couplings of the group, each ``2l3+1`` columns of
+    ``matrix`` (shape ``(J, (2l1+1) K)``, rows the components of ``blocks2`` concatenated, columns
+    ``(i, k)`` row-major); ``blocks1`` the ``x1`` blocks of degree ``l1`` the group reads,
+    concatenated along channels.
+    """
+
+    l1: int
+    mul2: int
+    combos: tuple[tuple[Key, int], ...]
+    blocks1: tuple[Key, ...]
+    blocks2: tuple[Key, ...]
+    matrix: np.ndarray
+
+
+@functools.lru_cache(maxsize=256)
+def _fused_layout(
+    plan: TensorProductPlan,
+) -> tuple[tuple[_FusedGroup, ...], dict[Path, tuple[int, int, float]]]:
+    """Groups of :func:`_products_fused` and, per path, ``(group, combo, scale)``.
+
+    ``scale`` is the path's normalisation relative to the group's coefficients (fully connected
+    products normalise the paths of one coupling differently when their outputs differ).
+    """
+    muls2 = dict(plan.irreps_in2)
+    order1 = {key: i for i, (key, _) in enumerate(plan.irreps_in1)}
+    order2 = {key: i for i, (key, _) in enumerate(plan.irreps_in2)}
+    grouped: dict[tuple[int, int], list[Path]] = {}
+    for path in plan.paths:
+        grouped.setdefault((path.in1[0], muls2[path.in2]), []).append(path)
+    groups, where = [], {}
+    for (l1, mul2), paths in sorted(grouped.items()):
+        reference: dict[tuple[Key, int], np.ndarray] = {}
+        for path in paths:
+            reference.setdefault((path.in2, path.out[0]), path.dense())
+        combos = sorted(reference, key=lambda c: (order2[c[0]], c[1]))
+        blocks1 = tuple(sorted({path.in1 for path in paths}, key=order1.get))
+        blocks2 = tuple(sorted({in2 for in2, _ in combos}, key=order2.get))
+        starts, rows = {}, 0
+        for key in blocks2:
+            starts[key] = rows
+            rows += 2 * key[0] + 1
+        d1 = 2 * l1 + 1
+        columns = []
+        for combo in combos:
+            cg = reference[combo]  # (d1, d2, d3)
+            block = np.zeros((rows, d1, cg.shape[2]))
+            block[starts[combo[0]] : starts[combo[0]] + cg.shape[1]] = cg.transpose(1, 0, 2)
+            columns.append(block)
+        matrix = np.concatenate(columns, axis=2).reshape(rows, -1)
+        groups.append(_FusedGroup(l1, mul2, tuple(combos), blocks1, blocks2, matrix))
+        for path in paths:
+            ref = reference[(path.in2, path.out[0])]
+            scale = float(np.sum(path.dense() * ref) / np.sum(ref * ref))
+            where[path] = (len(groups) - 1, combos.index((path.in2, path.out[0])), scale)
+    return tuple(groups), where
+
+
+def _products_fused(
+    plan: TensorProductPlan, x1: Mapping[Key, jax.Array], x2: Mapping[Key, jax.Array]
+) -> dict[Key, jax.Array]:
+    """Stacked path products ``y`` of every output, ``{out: (*batch, 2l3+1, K)}`` (module doc).
+
+    Per group (paths of one ``l1`` and one ``x2`` multiplicity): ``M = x2 @ C``, one matrix
+    product over all the group's couplings, shape ``(*batch, 2l1+1, K, mul2)``; then one
+    contraction over the ``2l1+1`` components with the ``x1`` blocks of degree ``l1``
+    concatenated along channels, ``(*batch, K, U[, mul2])``; each path is a piece of that
+    array, cut out with ``jnp.split`` (whose transpose is a concatenation, not a pad per
+    piece). The program has a few operations per group and per path whatever the number of
+    non-zero Clebsch-Gordan entries, so it compiles in seconds for any irreps.
+    """
+    if all(key[0] == 0 for key, _ in plan.irreps_in2):
+        return _products_scalar_second(plan, x1, x2)
+    groups, where = _fused_layout(plan)
+    diagonal = plan.mode == "channelwise"
+    dtype = jnp.result_type(*x1.values(), *x2.values())
+    muls1 = dict(plan.irreps_in1)
+    pieces = []  # per group, per combo, per x1 block: (*batch, 2l3+1, mul1[*mul2])
+    for group in groups:
+        d1 = 2 * group.l1 + 1
+        second = jnp.concatenate([x2[key] for key in group.blocks2], axis=-2)
+        m = jnp.einsum("...jv,jx->...xv", second, jnp.asarray(group.matrix, dtype))
+        m = m.reshape(*m.shape[:-2], d1, -1, group.mul2)  # (*batch, d1, K, v)
+        sizes = np.cumsum([2 * l3 + 1 for _, l3 in group.combos])[:-1]
+        channel_sizes = np.cumsum([muls1[key] for key in group.blocks1])[:-1]
+        if diagonal and group.mul2 > 1:
+            # channel u of x1 meets channel u of x2: one contraction per x1 block
+            per_block = [
+                jnp.split(jnp.einsum("...iku,...iu->...ku", m, x1[key]), sizes, axis=-2)
+                for key in group.blocks1
+            ]
+            pieces.append([[blocks[c] for blocks in per_block] for c in range(len(sizes) + 1)])
+            continue
+        first = jnp.concatenate([x1[key] for key in group.blocks1], axis=-1)  # (*batch, d1, U)
+        if diagonal:
+            y = jnp.einsum("...ik,...iu->...ku", m[..., 0], first)
+        else:
+            y = jnp.einsum("...ikv,...iu->...kuv", m, first)
+        per_combo = []
+        for piece in jnp.split(y, sizes, axis=y.ndim - (2 if diagonal else 3)):
+            blocks = jnp.split(piece, channel_sizes, axis=piece.ndim - (1 if diagonal else 2))
+            if not diagonal:  # u major, v minor
+                blocks = [b.reshape(*b.shape[:-2], -1) for b in blocks]
+            per_combo.append(blocks)
+        pieces.append(per_combo)
+
+    result = {}
+    for out, _ in plan.irreps_out:
+        columns = []
+        for path in plan.paths_to(out):
+            g, c, scale = where[path]
+            piece = pieces[g][c][groups[g].blocks1.index(path.in1)]
+            columns.append(piece if scale == 1.0 else piece * scale)
+        result[out] = columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
+    return result
+
+
+def _products_scalar_second(
+    plan: TensorProductPlan, x1: Mapping[Key, jax.Array], x2: Mapping[Key, jax.Array]
+) -> dict[Key, jax.Array]:
+    """:func:`_products_fused` when every ``x2`` block is a scalar (e.g. node attributes).
+
+    A coupling with ``l2 = 0`` is a multiple of the identity: each path is ``c x1 (x) x2``, one
+    element-wise product, with no coefficient matrix to contract.
+    """
+    diagonal = plan.mode == "channelwise"
+    result = {}
+    for out, _ in plan.irreps_out:
+        columns = []
+        for path in plan.paths_to(out):
+            scale = path.coefficients[0][3]  # every diagonal entry is the same
+            a, b = x1[path.in1], x2[path.in2][..., 0:1, :]  # (*batch, d, mul1), (*batch, 1, mul2)
+            if diagonal:
+                piece = a * b
+            else:
+                piece = (a[..., :, None] * b[..., None, :]).reshape(*a.shape[:-1], -1)
+            columns.append(piece * scale)
+        result[out] = columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
+    return result
 
 
 def _products_unrolled(
@@ -503,6 +657,10 @@ def _chunk_samples(plan: TensorProductPlan, chunk_size, itemsize: int) -> int | 
             raise ValueError(f"chunk_size must be positive, 'auto' or None, got {chunk_size!r}")
         return int(chunk_size)
     if jax.default_backend() != "cpu":  # accelerators want the whole batch in one kernel
+        return None
+    if plan.mode != "fully_connected":
+        # only the fully connected product has a large y feeding a matrix product; elsewhere the
+        # loop over chunks costs more (3x on the per-edge channel-wise product) than it saves
         return None
     per_sample = sum((2 * out[0] + 1) * plan.product_channels(out) for out, _ in plan.irreps_out)
     samples = max(1, _CHUNK_BYTES // max(1, per_sample * itemsize))
