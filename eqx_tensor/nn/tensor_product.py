@@ -363,7 +363,7 @@ def tensor_product(
     weights: Array | None = None,
     *,
     out_properties: Labels | Mapping[Any, Labels] | Sequence[Labels] | None = None,
-    method: str = "unrolled",
+    method: str = "auto",
     chunk_size: int | str | None = "auto",
 ) -> TensorMap:
     """The tensor product of two TensorMaps with a plan (pure function).
@@ -482,7 +482,7 @@ class TensorProduct(nn.Module):
     path_normalization: str = "element"
     weight_init: Initializer = nn.initializers.normal(1.0)
     param_dtype: Any = None
-    method: str = "unrolled"
+    method: str = "auto"
     chunk_size: int | str | None = "auto"
 
     def plan(self, x1: TensorMap, x2: TensorMap) -> kernel.TensorProductPlan:

@@ -50,24 +50,25 @@ its own channels and apply only the irrep normalisation, as ``e3nn_jax.tensor_pr
 
 Implementation
 --------------
-The paths of one output are fused. ``method="unrolled"`` (default) writes the products of all
-paths of an output straight into one ``(*batch, 2l3+1, sum_p channels)`` array ``y`` as a sum of
-element-wise multiply-adds of component slices over the non-zero CG entries, which XLA compiles to
-one loop per output (no multiply-add spent on zeros, no tiny batched matrix products);
+The paths of one output are stacked into one ``(*batch, 2l3+1, sum_p channels)`` array ``y``;
 ``"fully_connected"`` then does one matrix product ``y @ W`` per output, all its paths stacked on
-the contraction axis. Large batches are cut into chunks (``chunk_size``) so that ``y`` stays in
-cache. Measured on 2 busy AMD EPYC cores, float32, ``8x0e+8x0o+16x1e+16x1o+8x2e+8x2o`` x
-``0e+1o+2e+3o`` -> input-1 irreps (``benchmarks/tensor_product.py``):
+the contraction axis. Three ways to build ``y``, same numbers:
 
-- unrolled 1.2-1.6x faster than ``method="dense"`` (one dense-CG einsum per path, then the same
-  stacking), and 1.35x faster than contracting ``x2`` with the CG tensor first (one einsum per
-  path) and then summing over the components of ``x1``; 3.3-11x faster than e3nn-jax
-  (``tensor_product`` + ``flax.Linear``, or the legacy fully connected product) depending on
-  batch and machine load;
-- chunks of about 8 MiB of ``y``: 2.5-3x faster at 32768 samples (memory traffic of ``y``),
-  neutral at 4096;
-- the price is compile time: about 2x that of ``"dense"`` or of e3nn-jax (thousands of fused
-  element-wise ops), so ``"dense"`` is the choice for compile-bound uses.
+- ``"fused"``: ``x2`` is contracted with the coupling coefficients of all paths in one matrix
+  product, then each group of ``x1`` blocks of equal ``l`` is multiplied in with one batched
+  contraction; a few traced operations per group and per path, whatever the number of non-zero
+  coefficients. Best on channel-wise products of many channels with per-sample weights (the
+  convolution workload of ``benchmarks/tensor_product.py``).
+- ``"dense"``: one einsum with the dense coupling tensor per path (e3nn-jax's approach);
+  compiles in time proportional to the number of paths. Best on the fully connected product and
+  on products of single channels.
+- ``"unrolled"``: one element-wise multiply-add per group of non-zero coefficients; fast to run,
+  but its compile time grows with the number of non-zero coefficients (minutes for ``l = 5``).
+
+``method="auto"`` (default) takes ``"fused"`` for channel-wise products whose first operand has
+at least 4 channels per block and ``"dense"`` otherwise, so that no irreps need a slow compile.
+Large fully connected batches on the CPU are cut into chunks (``chunk_size``) so that ``y``
+stays in cache. ``benchmarks/tensor_product.py`` times every method against e3nn-jax.
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ ClebschGordan = Callable[[int, int, int], np.ndarray]
 
 Mode = Literal["full", "channelwise", "fully_connected"]
 MODES: tuple[str, ...] = ("full", "channelwise", "fully_connected")
-Method = Literal["fused", "unrolled", "dense"]
-METHODS: tuple[str, ...] = ("fused", "unrolled", "dense")
+Method = Literal["auto", "fused", "unrolled", "dense"]
+METHODS: tuple[str, ...] = ("auto", "fused", "unrolled", "dense")
 IRREP_NORMALIZATIONS: tuple[str, ...] = ("component", "norm", "none")
 PATH_NORMALIZATIONS: tuple[str, ...] = ("element", "path")
 
@@ -332,7 +333,7 @@ def tensor_product(
     x2: Mapping[Key, jax.Array],
     weights: jax.Array | Mapping[Key, jax.Array] | None = None,
     *,
-    method: Method = "fused",
+    method: Method = "auto",
     chunk_size: int | Literal["auto"] | None = "auto",
 ) -> dict[Key, jax.Array]:
     """Apply a planned tensor product to blocks.
@@ -347,14 +348,8 @@ def tensor_product(
             (``plan.n_weights``, outputs in order, each output's weights row-major), or a mapping
             ``{out: w}`` with ``w`` of ``plan.weight_shapes()[out]``, optionally with leading
             per-sample batch axes.
-        method: ``"fused"`` (default): the second operand is contracted with the coupling
-            coefficients of all paths at once (one matrix product), then each group of first
-            operand blocks of equal ``l`` is multiplied in with ``2l+1`` element-wise
-            multiply-adds; the number of traced operations grows with the number of blocks and
-            paths, not with the number of non-zero coefficients, so it compiles in seconds for
-            any irreps. ``"unrolled"``: one multiply-add per non-zero CG entry group (slow to
-            compile for large ``l``); ``"dense"``: one einsum with the dense CG tensor per path.
-            Same numbers.
+        method: ``"auto"`` (default), ``"fused"``, ``"dense"`` or ``"unrolled"``: how the
+            path products are built (module docstring, "Implementation"). Same numbers.
         chunk_size: process the (flattened, broadcast) batch in chunks of this many samples with
             ``lax.map``, so that the products ``y`` of a chunk stay in cache instead of making a
             round trip through memory before the weight matrix product. ``"auto"``: chunks of
@@ -367,6 +362,8 @@ def tensor_product(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "auto":
+        method = auto_method(plan)
     _check_blocks(x1, plan.irreps_in1, "x1")
     _check_blocks(x2, plan.irreps_in2, "x2")
     if not plan.irreps_out:  # e.g. a filter that keeps nothing
@@ -398,6 +395,13 @@ def tensor_product(
     return {out: _from_chunks(outputs[out], batch_shape, n_samples) for out, _ in plan.irreps_out}
 
 
+def auto_method(plan: TensorProductPlan) -> str:
+    """The method ``method="auto"`` takes for ``plan`` (see the module docstring)."""
+    if plan.mode == "channelwise" and min(mul for _, mul in plan.irreps_in1) >= 4:
+        return "fused"
+    return "dense"
+
+
 def _apply(
     plan: TensorProductPlan,
     x1: Mapping[Key, jax.Array],
@@ -408,7 +412,10 @@ def _apply(
     """The tensor product on validated blocks, weights split by output (see tensor_product)."""
     diagonal = plan.mode == "channelwise"
     rows1, rows2 = _ComponentRows(x1, diagonal, 1), _ComponentRows(x2, diagonal, 2)
-    fused = _products_fused(plan, x1, x2) if method == "fused" else None
+    if all(key[0] == 0 for key, _ in plan.irreps_in2):
+        fused = _products_scalar_second(plan, x1, x2)  # any method: the same, simplest program
+    else:
+        fused = _products_fused(plan, x1, x2) if method == "fused" else None
     result = {}
     for out, _ in plan.irreps_out:
         paths = plan.paths_to(out)
@@ -525,8 +532,6 @@ def _products_fused(
     piece). The program has a few operations per group and per path whatever the number of
     non-zero Clebsch-Gordan entries, so it compiles in seconds for any irreps.
     """
-    if all(key[0] == 0 for key, _ in plan.irreps_in2):
-        return _products_scalar_second(plan, x1, x2)
     groups, where = _fused_layout(plan)
     diagonal = plan.mode == "channelwise"
     dtype = jnp.result_type(*x1.values(), *x2.values())
@@ -536,7 +541,8 @@ def _products_fused(
         d1 = 2 * group.l1 + 1
         second = jnp.concatenate([x2[key] for key in group.blocks2], axis=-2)
         m = jnp.einsum("...jv,jx->...xv", second, jnp.asarray(group.matrix, dtype))
-        m = m.reshape(*m.shape[:-2], d1, -1, group.mul2)  # (*batch, d1, K, v)
+        n_columns = group.matrix.shape[1] // d1
+        m = m.reshape(*m.shape[:-2], d1, n_columns, group.mul2)  # (*batch, d1, K, v)
         sizes = np.cumsum([2 * l3 + 1 for _, l3 in group.combos])[:-1]
         channel_sizes = np.cumsum([muls1[key] for key in group.blocks1])[:-1]
         if diagonal and group.mul2 > 1:
@@ -556,7 +562,7 @@ def _products_fused(
         for piece in jnp.split(y, sizes, axis=y.ndim - (2 if diagonal else 3)):
             blocks = jnp.split(piece, channel_sizes, axis=piece.ndim - (1 if diagonal else 2))
             if not diagonal:  # u major, v minor
-                blocks = [b.reshape(*b.shape[:-2], -1) for b in blocks]
+                blocks = [b.reshape(*b.shape[:-2], b.shape[-2] * b.shape[-1]) for b in blocks]
             per_combo.append(blocks)
         pieces.append(per_combo)
 
@@ -589,7 +595,8 @@ def _products_scalar_second(
             if diagonal:
                 piece = a * b
             else:
-                piece = (a[..., :, None] * b[..., None, :]).reshape(*a.shape[:-1], -1)
+                piece = a[..., :, None] * b[..., None, :]
+                piece = piece.reshape(*a.shape[:-1], a.shape[-1] * b.shape[-1])
             columns.append(piece * scale)
         result[out] = columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
     return result
