@@ -58,12 +58,12 @@ GATE_POINTS = dict(
 
 def _e3nn_network(kwargs, seed=0):
     torch.manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.set_default_dtype(torch.float64)
-        try:
-            network = Network(**kwargs)
-        finally:
-            torch.set_default_dtype(torch.float32)
+    previous = torch.get_default_dtype()  # other test modules rely on their own default
+    torch.set_default_dtype(torch.float64)
+    try:
+        network = Network(**kwargs)
+    finally:
+        torch.set_default_dtype(previous)
     return network
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -79,3 +80,25 @@ def test_nn_modules_equivariant_notebook():
         invariant, covariant = _printed_numbers(output, model)
         assert invariant < 1e-12
         assert covariant == pytest.approx(bound, rel=1e-6)
+
+
+def test_trajectory_notebook(monkeypatch):
+    # CI settings: fewer frames and epochs, a one-layer gate-points network
+    monkeypatch.setenv("EQX_TENSOR_NOTEBOOK_SMALL", "1")
+    output = _outputs(run_notebook("trajectory.ipynb"))
+    assert "small settings: True" in output
+    # the data are learnable: the least-squares pair model is far below the zero predictor
+    (ratio,) = re.findall(r"least-squares pair model test MSE: \S+, (\S+) times lower", output)
+    assert float(ratio) > 1000
+    rows = {
+        name: (float(mse), float(error))
+        for name, mse, error in re.findall(
+            r"^(.+): test MSE (\S+), equivariance error (\S+),", output, flags=re.MULTILINE
+        )
+    }
+    assert set(rows) == {"zero predictor", "MLP", "small TP", "gate points"}
+    zero = rows["zero predictor"][0]
+    assert rows["gate points"][0] < 0.5 * zero
+    # float32: the equivariant models to round-off, the MLP not at all
+    assert rows["small TP"][1] < 1e-4 and rows["gate points"][1] < 1e-4
+    assert rows["MLP"][1] > 1e-3
