@@ -254,6 +254,7 @@ def test_network_gradients_finite_with_coincident_isolated_and_padding():
     np.testing.assert_array_equal(np.asarray(grads[1])[5:], 0.0)
 
 
+@pytest.mark.slow  # keeps the default run within budget; CI runs -m slow
 def test_padding_is_exact_and_vmap_matches_joined_batch():
     model, params, _ = _small_model(np.float64)
     frames = np.random.default_rng(6).normal(size=(3, 7, 3)) * 1.2
@@ -277,6 +278,7 @@ def test_padding_is_exact_and_vmap_matches_joined_batch():
         np.testing.assert_allclose(np.asarray(a).reshape(b.values.shape), b.values, atol=1e-13)
 
 
+@pytest.mark.slow  # keeps the default run within budget; CI runs -m slow
 def test_convolution_module_on_tensormaps_and_dicts():
     systems = _systems(1, 6, 7)
     pairs = atomistic.neighbor_list(systems, 2.5)
