@@ -13,8 +13,8 @@ trajectory prediction), with everything made here (``examples/trajectory.py``):
    columns on positions and on displacements, the equivariance error under a random rotation,
    inversion and translation, the seconds per epoch; save the tutorial's plots as PNG files.
 
-    python examples/demo.py                 # 5 epochs: a few minutes on 2 CPU cores
-    python examples/demo.py --epochs 100    # closer to the tutorial (about 100x 25 s)
+    python examples/demo.py                 # 5 epochs: about 3 minutes on 2 CPU cores
+    python examples/demo.py --epochs 100    # closer to the tutorial: ~22 s per epoch more
     python examples/demo.py --quick         # a smoke test: small data, small network
 """
 
