@@ -235,15 +235,20 @@ def smooth_cutoff(x: Array) -> Array:
     return jnp.where(u > 0, 0.0, jnp.where(u < -1, 1.0, y))
 
 
+# the same functions in NumPy, for constants computed once in float64 whatever jax_enable_x64 says
+_NUMPY_ACTIVATIONS = {
+    "silu": lambda v: v / (1 + np.exp(-v)),
+    "tanh": np.tanh,
+    "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
+}
+
+
 def _second_moment_constant(name: str) -> float:
     # e3nn-jax's normalize_function: mean of f^2 on 1_000_001 normal quantiles, in float64
     from scipy.special import erfinv  # scipy ships with jax
 
     x = np.sqrt(2.0) * erfinv(np.linspace(-1.0, 1.0, 1_000_003)[1:-1])
-    f = {"silu": lambda v: v / (1 + np.exp(-v)), "tanh": np.tanh}.get(name)
-    if f is None:
-        f = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-    c = float(np.mean(f(x) ** 2) ** -0.5)
+    c = float(np.mean(_NUMPY_ACTIVATIONS[name](x) ** 2) ** -0.5)
     return 1.0 if abs(c - 1.0) < 1e-4 else c
 
 
