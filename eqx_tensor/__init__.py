@@ -4,7 +4,7 @@ The data model follows metatensor (:class:`Labels`, :class:`TensorBlock`,
 :class:`TensorMap`), registered as JAX pytrees with static metadata and array leaves.
 """
 
-from . import o3
+from . import _moving  # noqa: F401  (adds TensorMap.keys_to_samples & co.)
 from .block import TensorBlock
 from .io import (
     load,
@@ -29,8 +29,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # `eqx_tensor.nn` pulls in flax: load it on first use, so data-only code starts faster
-    if name in ("nn", "atomistic"):
+    # o3 pulls in e3nn-jax, nn flax and optax: load them on first use, so that data-only code
+    # starts as fast as jax itself
+    if name in ("o3", "nn", "atomistic"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
@@ -38,7 +39,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "o3",
+    "o3",  # noqa: F405  (loaded on first use by __getattr__)
     "Labels",
     "LabelsEntry",
     "TensorBlock",

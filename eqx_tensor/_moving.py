@@ -1,4 +1,4 @@
-"""keys_to_samples, keys_to_properties and components_to_properties.
+"""keys_to_samples, keys_to_properties and components_to_properties, and the TensorMap methods.
 
 All index computations happen on static metadata with NumPy; the arrays are only gathered,
 concatenated and scattered (with NumPy for NumPy data, ``jax.numpy`` otherwise, see
@@ -8,16 +8,14 @@ concatenated and scattered (with NumPy for NumPy data, ``jax.numpy`` otherwise, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ._backend import namespace, set_rows
 from .block import TensorBlock
 from .labels import Labels
-
-if TYPE_CHECKING:
-    from .tensormap import TensorMap
+from .tensormap import TensorMap
 
 
 def _names_to_move(
@@ -26,6 +24,10 @@ def _names_to_move(
     names = [keys_to_move] if isinstance(keys_to_move, str) else list(keys_to_move)
     if not names:
         raise ValueError(f"{operation}: give at least one key dimension to move")
+    if len(tensor.keys) == 0:
+        raise ValueError(
+            f"invalid parameter: there are no keys to move in an empty TensorMap ({operation})"
+        )
     for name in names:
         if name not in tensor.keys.names:
             raise ValueError(
@@ -58,12 +60,79 @@ def _static_samples(block: TensorBlock, operation: str) -> Labels:
     return block.samples.require_static(operation)
 
 
-def keys_to_samples(
-    tensor: TensorMap, keys_to_move: str | Sequence[str], *, sort_samples: bool = True
-) -> TensorMap:
-    from .tensormap import TensorMap
+def _with_info(result: TensorMap, tensor: TensorMap) -> TensorMap:
+    # metatensor-core's keys_to_* and components_to_properties keep the info
+    for key, value in tensor.info().items():
+        result.set_info(key, value)
+    return result
 
+
+def _union_properties(blocks: list[TensorBlock]) -> tuple[Labels, list[np.ndarray]]:
+    """Union of the blocks' properties in first-appearance order, and each block's
+    positions in it (metatensor's merged properties in ``keys_to_samples``)."""
+    union = blocks[0].properties
+    for block in blocks[1:]:
+        if block.properties != union:
+            union = union.union(block.properties)
+    positions = [
+        np.arange(len(union)) if b.properties == union else union.positions(b.properties)
+        for b in blocks
+    ]
+    return union, positions
+
+
+def _place(
+    shape: tuple[int, ...],
+    fill_value: float,
+    pieces: list[tuple[np.ndarray, np.ndarray, Any]],
+    dtype_like: list[Any],
+) -> Any:
+    """A ``fill_value`` array of ``shape`` with each ``values`` at ``(rows, ..., columns)``."""
+    xp = namespace(*dtype_like)
+    dtype = xp.result_type(*[a.dtype for a in dtype_like])
+    out = xp.full(shape, np.array(fill_value, dtype=dtype), dtype=dtype)
+    for rows, columns, values in pieces:
+        values = values.astype(dtype)
+        if len(columns) == shape[-1] and np.array_equal(columns, np.arange(shape[-1])):
+            out = set_rows(out, (rows,), values)
+        else:
+            # advanced indices apart: their broadcast axes (rows, columns) come first
+            index = (rows[:, None], Ellipsis, columns[None, :])
+            out = set_rows(out, index, xp.moveaxis(values, -1, 1))
+    return out
+
+
+def keys_to_samples(
+    tensor: TensorMap,
+    keys_to_move: str | Sequence[str],
+    *,
+    fill_value: float = 0.0,
+    sort_samples: bool = True,
+) -> TensorMap:
+    """Move key dimensions to the end of the samples, merging the blocks that then share keys.
+
+    metatensor-core's ``TensorMap.keys_to_samples``: the merged blocks must have the same
+    components (and gradient parameters); their properties may differ, the merged block
+    then has the union of the properties (in the order they first appear) and the entries
+    a block does not have are ``fill_value``, in the values and in the gradients. Samples
+    are sorted with ``sort_samples``, else kept in block order; gradient samples (their
+    ``"sample"`` dimension remapped to the merged rows) are always sorted, as metatensor
+    does. The info of ``tensor`` is kept.
+
+    Args:
+        tensor: the tensor; its samples (and gradient samples) must be static.
+        keys_to_move: one key dimension name or several (or empty Labels naming them).
+        fill_value: the value of missing entries (cast to the values' dtype).
+        sort_samples: sort the merged samples lexicographically.
+    """
     operation = "keys_to_samples"
+    if isinstance(keys_to_move, Labels):
+        if len(keys_to_move) != 0:
+            raise ValueError(
+                f"{operation}: the Labels of keys to move must be empty (only their names "
+                f"are used), got {len(keys_to_move)} entries"
+            )
+        keys_to_move = keys_to_move.names
     moved = _names_to_move(tensor, keys_to_move, operation)
     new_keys, groups = _group_blocks(tensor, moved)
     moved_columns = tensor.keys.view(moved).values
@@ -78,12 +147,14 @@ def keys_to_samples(
                     f"{tensor.keys.entry(int(group[0]))} have different components and "
                     "cannot be merged along samples"
                 )
-            if block.properties != first.properties:
+            if sorted(block.gradients_list()) != sorted(first.gradients_list()):
                 raise ValueError(
                     f"{operation}: the blocks for {tensor.keys.entry(int(index))} and "
-                    f"{tensor.keys.entry(int(group[0]))} have different properties and "
-                    "cannot be merged along samples"
+                    f"{tensor.keys.entry(int(group[0]))} have different gradients "
+                    f"({block.gradients_list()} and {first.gradients_list()}) and cannot be "
+                    "merged"
                 )
+        properties, columns = _union_properties(blocks)
         sample_rows = []
         for index, block in zip(group, blocks):
             samples = _static_samples(block, operation).values
@@ -93,36 +164,56 @@ def keys_to_samples(
         order = _lexsort_rows(all_samples) if sort_samples else np.arange(len(all_samples))
         new_position = np.empty(len(order), dtype=np.int64)
         new_position[order] = np.arange(len(order))
-        xp = namespace(*[b.values for b in blocks])
-        values = xp.concatenate([b.values for b in blocks], axis=0)
+        offsets = np.cumsum([0] + [len(b.samples) for b in blocks])
+        shape = (len(all_samples), *[len(c) for c in first.components], len(properties))
+        values = _place(
+            shape,
+            fill_value,
+            [
+                (new_position[offset : offset + len(b.samples)], cols, b.values)
+                for offset, b, cols in zip(offsets, blocks, columns)
+            ],
+            [b.values for b in blocks],
+        )
         new_block = TensorBlock(
-            values[order],
+            values,
             Labels(first.samples.names + moved, all_samples[order]),
             first.components,
-            first.properties,
+            properties,
         )
-        offsets = np.cumsum([0] + [len(b.samples) for b in blocks])
         for parameter, gradient in first.gradients():
-            rows, arrays = [], []
-            for offset, block in zip(offsets, blocks):
-                g = block.gradient(parameter)
+            gradients = [block.gradient(parameter) for block in blocks]
+            rows = []
+            for offset, g in zip(offsets, gradients):
                 g_samples = np.array(_static_samples(g, operation).values)
                 g_samples[:, 0] = new_position[g_samples[:, 0] + offset]
                 rows.append(g_samples)
-                arrays.append(g.values)
             g_rows = np.concatenate(rows, axis=0)
-            g_order = _lexsort_rows(g_rows) if sort_samples else np.arange(len(g_rows))
+            g_order = _lexsort_rows(g_rows)
+            g_position = np.empty(len(g_order), dtype=np.int64)
+            g_position[g_order] = np.arange(len(g_order))
+            g_offsets = np.cumsum([0] + [len(g.samples) for g in gradients])
+            g_shape = (len(g_rows), *[len(c) for c in gradient.components], len(properties))
+            g_values = _place(
+                g_shape,
+                fill_value,
+                [
+                    (g_position[offset : offset + len(g.samples)], cols, g.values)
+                    for offset, g, cols in zip(g_offsets, gradients, columns)
+                ],
+                [g.values for g in gradients],
+            )
             new_block.add_gradient(
                 parameter,
                 TensorBlock(
-                    namespace(*arrays).concatenate(arrays, axis=0)[g_order],
+                    g_values,
                     Labels(gradient.samples.names, g_rows[g_order]),
                     gradient.components,
-                    gradient.properties,
+                    properties,
                 ),
             )
         new_blocks.append(new_block)
-    return TensorMap(new_keys, new_blocks)
+    return _with_info(TensorMap(new_keys, new_blocks), tensor)
 
 
 def _merged_samples(
@@ -154,7 +245,6 @@ def keys_to_properties(
     fill_value: float = 0.0,
     sort_samples: bool = True,
 ) -> TensorMap:
-    from .tensormap import TensorMap
 
     operation = "keys_to_properties"
     selected: Labels | None = None
@@ -231,6 +321,7 @@ def keys_to_properties(
             # metatensor sorts merged gradient samples whatever sort_samples says
             g_merged, g_rows = _merged_samples(remapped, sort=True)
             g_shape = (len(g_merged), *[len(c) for c in gradient.components], len(new_properties))
+            # metatensor fills the gradients with fill_value too
             g_values = _scatter(
                 g_shape,
                 [
@@ -238,7 +329,7 @@ def keys_to_properties(
                     for i, b in enumerate(block_of_entry)
                     if b is not None
                 ],
-                fill_value=0.0,
+                fill_value=fill_value,
                 blocks=blocks,
             )
             new_block.add_gradient(
@@ -251,7 +342,7 @@ def keys_to_properties(
                 ),
             )
         new_blocks.append(new_block)
-    return TensorMap(new_keys, new_blocks)
+    return _with_info(TensorMap(new_keys, new_blocks), tensor)
 
 
 def _scatter(
@@ -270,8 +361,18 @@ def _scatter(
 
 
 def components_to_properties(tensor: TensorMap, dimensions: str | Sequence[str]) -> TensorMap:
-    from .tensormap import TensorMap
+    """Move component dimensions to the properties, as metatensor-core does.
 
+    The dimensions are moved one after the other, each to the front of the properties, so
+    the new properties are ``[*reversed(dimensions), *old_properties]`` (metatensor's
+    order), entries ordered with the first of these dimensions varying slowest. The info of
+    ``tensor`` is kept.
+
+    Departure: metatensor-core 0.2 mislays the values when the moved component is neither
+    the last nor the second to last of three or more components (it swaps the moved axis
+    with the last component axis instead of moving it); here the values always match the
+    labels (the remaining components keep their order).
+    """
     names = [dimensions] if isinstance(dimensions, str) else list(dimensions)
     if not names:
         raise ValueError("components_to_properties: give at least one component dimension")
@@ -282,42 +383,104 @@ def components_to_properties(tensor: TensorMap, dimensions: str | Sequence[str])
                 f"components_to_properties: '{name}' is not a component dimension, components "
                 f"are {component_names}"
             )
-    return TensorMap(tensor.keys, [_components_to_properties_block(b, names) for b in tensor])
+    if len(set(names)) != len(names):
+        raise ValueError(f"components_to_properties: dimensions repeat in {names}")
+    blocks = [_components_to_properties_block(b, names) for b in tensor]
+    return _with_info(TensorMap(tensor.keys, blocks), tensor)
 
 
-def _move_components(
-    values: Any, components: list[Labels], properties: Labels, names: list[str]
+def _move_component(
+    values: Any, components: list[Labels], properties: Labels, name: str
 ) -> tuple[Any, list[Labels], Labels]:
-    """Move the named components of ``values`` into the front of the properties."""
+    """Move the component ``name`` of ``values`` to the front of the properties.
+
+    ``values`` has shape ``(n, *[len(c) for c in components], len(properties))``; the
+    result has the component axis merged with the property axis, component-major.
+    """
     component_names = [c.names[0] for c in components]
-    moved_axes = [1 + component_names.index(n) for n in names]
-    kept_axes = [a for a in range(values.ndim - 1) if a not in moved_axes]
+    axis = 1 + component_names.index(name)
+    last = values.ndim - 1
+    kept_axes = [a for a in range(last) if a != axis]
     xp = namespace(values)
-    permuted = xp.transpose(values, [*kept_axes, *moved_axes, values.ndim - 1])
-    new_shape = (*[values.shape[a] for a in kept_axes], -1)
-    moved_labels = [components[a - 1] for a in moved_axes]
-    grids = np.meshgrid(
-        *[c.values[:, 0] for c in moved_labels], np.arange(len(properties)), indexing="ij"
-    )
-    columns = [g.reshape(-1) for g in grids[:-1]]
-    property_values = properties.values[grids[-1].reshape(-1)]
+    permuted = xp.transpose(values, [*kept_axes, axis, last])
+    moved = components[axis - 1]
+    new_shape = (*[values.shape[a] for a in kept_axes], len(moved) * len(properties))
+    column = np.repeat(np.asarray(moved.values)[:, 0], len(properties))
+    rest = np.tile(np.asarray(properties.values), (len(moved), 1))
     new_properties = Labels(
-        names + properties.names, np.column_stack([*columns, property_values]).astype(np.int32)
+        [name, *properties.names], np.column_stack([column, rest]).astype(np.int32)
     )
-    kept = [c for c in components if c.names[0] not in names]
+    kept = [c for c in components if c.names[0] != name]
     return permuted.reshape(new_shape), kept, new_properties
 
 
 def _components_to_properties_block(block: TensorBlock, names: list[str]) -> TensorBlock:
-    values, components, properties = _move_components(
-        block.values, block.components, block.properties, names
-    )
+    values, components, properties = block.values, list(block.components), block.properties
+    for name in names:
+        values, components, properties = _move_component(values, components, properties, name)
     new_block = TensorBlock(values, block.samples, components, properties)
     for parameter, gradient in block.gradients():
-        g_values, g_components, _ = _move_components(
-            gradient.values, gradient.components, gradient.properties, names
+        g_values, g_components, g_properties = (
+            gradient.values,
+            list(gradient.components),
+            gradient.properties,
         )
+        for name in names:
+            g_values, g_components, g_properties = _move_component(
+                g_values, g_components, g_properties, name
+            )
         new_block.add_gradient(
             parameter, TensorBlock(g_values, gradient.samples, g_components, properties)
         )
     return new_block
+
+
+# ------------------------------------------------------------------------- TensorMap methods
+# The data model imports nothing above it: this module adds metatensor's methods to TensorMap
+# when it is imported, which ``import eqx_tensor`` always does.
+def _keys_to_samples_method(
+    self: TensorMap,
+    keys_to_move: str | Sequence[str],
+    *,
+    fill_value: float = 0.0,
+    sort_samples: bool = True,
+) -> TensorMap:
+    """Move key dimensions to the end of the samples, merging the blocks that then share keys.
+
+    metatensor-core's method: merged blocks must have the same components; their
+    properties may differ, missing entries are then ``fill_value`` (values and gradients).
+    See :func:`eqx_tensor._moving.keys_to_samples`.
+    """
+    return keys_to_samples(self, keys_to_move, fill_value=fill_value, sort_samples=sort_samples)
+
+
+def _keys_to_properties_method(
+    self: TensorMap,
+    keys_to_move: str | Sequence[str] | Labels,
+    *,
+    fill_value: float = 0.0,
+    sort_samples: bool = True,
+) -> TensorMap:
+    """Move key dimensions to the front of the properties, merging blocks.
+
+    The merged samples are the union of the blocks' samples; rows a block does not have
+    are filled with ``fill_value``. With ``Labels``, the new properties contain exactly
+    these key values, in this order (missing blocks are filled too).
+    """
+    return keys_to_properties(self, keys_to_move, fill_value=fill_value, sort_samples=sort_samples)
+
+
+def _components_to_properties_method(self: TensorMap, dimensions: str | Sequence[str]) -> TensorMap:
+    """Move component dimensions to the properties, each to the front in turn (the new
+    properties are ``[*reversed(dimensions), *old]``, as in metatensor)."""
+    return components_to_properties(self, dimensions)
+
+
+for _name, _method in (
+    ("keys_to_samples", _keys_to_samples_method),
+    ("keys_to_properties", _keys_to_properties_method),
+    ("components_to_properties", _components_to_properties_method),
+):
+    _method.__name__ = _name
+    _method.__qualname__ = f"TensorMap.{_name}"
+    setattr(TensorMap, _name, _method)

@@ -4,7 +4,9 @@
 Explicit gradients are TensorBlocks attached under a parameter name (e.g. ``"positions"``):
 their samples start with a ``"sample"`` dimension giving the row of ``values`` they
 differentiate, extra gradient components (e.g. ``xyz``) come before the values'
-components, and their properties equal the values' properties.
+components, and their properties equal the values' properties. A gradient block can have
+gradients itself (gradients of gradients, as in metatensor), with the same rules relative
+to the gradient block; their parameter path is ``"positions/cell"``.
 
 As a JAX pytree a block is one node: the arrays (values, gradient values, dynamic sample
 labels) are the leaves and all static metadata is a single hashable :class:`BlockMeta`.
@@ -18,7 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._file_methods import FileMethods
+from ._backend import to_jax, warn_if_downcast
 from .labels import Labels, _device, _resolve_device
 
 __all__ = ["BlockMeta", "TensorBlock"]
@@ -96,6 +98,27 @@ class BlockMeta:
             and self.parameter == other.parameter
         )
 
+    def __repr__(self) -> str:
+        # pytree aux data: shown in treedef mismatch errors, so short but telling what differs
+        return f"BlockMeta({self.summary()})"
+
+    def summary(self) -> str:
+        """One line: samples, components and properties (names and counts), gradients."""
+
+        def labels(l: Any) -> str:
+            count = l.count if isinstance(l, DynamicSamples) else len(l)
+            kind = ", dynamic" if isinstance(l, DynamicSamples) else ""
+            return f"{list(l.names)} x {count}{kind}"
+
+        parts = [f"samples {labels(self.samples)}"]
+        if self.components:
+            parts.append("components " + ", ".join(labels(c) for c in self.components))
+        parts.append(f"properties {labels(self.properties)}")
+        if self.gradients:
+            inner = "; ".join(f"{p!r}: {g.summary()}" for p, g in self.gradients)
+            parts.append(f"gradients {{{inner}}}")
+        return "; ".join(parts)
+
     def unflatten(self, leaves: Sequence[Any], start: int = 0) -> TensorBlock:
         """Rebuild a block from ``leaves[start:start + n_leaves]`` without validation."""
         values = leaves[start]
@@ -120,7 +143,7 @@ def _is_array(values: Any) -> bool:
     )
 
 
-class TensorBlock(FileMethods):
+class TensorBlock:
     """A dense array with metadata, following :py:class:`metatensor.TensorBlock`.
 
     Args:
@@ -141,7 +164,6 @@ class TensorBlock(FileMethods):
         "_samples",
         "_values",
     )
-    _LOADERS = ("load_block", "load_block_buffer")
 
     def __init__(
         self, values: Any, samples: Labels, components: Sequence[Labels], properties: Labels
@@ -219,7 +241,21 @@ class TensorBlock(FileMethods):
     # ----------------------------------------------------------------- accessors
     @property
     def values(self) -> Any:
+        """The values, shape ``(len(samples), *[len(c) for c in components], len(properties))``."""
         return self._values
+
+    @values.setter
+    def values(self, new_values: Any) -> None:
+        raise AttributeError(
+            "Direct assignment to `values` is not possible. Please use block.values[:] = "
+            "new_values instead. (This is for NumPy values; JAX arrays are immutable: build a "
+            "new TensorBlock with the new values.)"
+        )
+
+    @property
+    def is_view(self) -> bool:
+        """Whether this block is a view inside a TensorMap or another block (a gradient)."""
+        return self._frozen
 
     @property
     def samples(self) -> Labels:
@@ -269,16 +305,35 @@ class TensorBlock(FileMethods):
 
     # ----------------------------------------------------------------- gradients
     def add_gradient(self, parameter: str, gradient: TensorBlock) -> None:
-        """Attach ``gradient`` as the gradient of these values with respect to ``parameter``."""
-        if self._parameter is not None:
-            raise ValueError(
-                f"cannot add a gradient with respect to '{parameter}' to a gradient block "
-                f"('{self._parameter}'): gradients of gradients are not supported"
-            )
+        """Attach ``gradient`` as the gradient of these values with respect to ``parameter``.
+
+        As in metatensor, ``gradient`` may carry gradients itself (gradients of gradients,
+        e.g. ``block.gradient("positions").gradient("cell")``): add them to ``gradient``
+        before attaching it, since a block inside a TensorMap or another block is a view
+        that can not be modified.
+
+        Args:
+            parameter: name of the parameter (``"positions"``, ``"strain"``, ...).
+            gradient: a block whose samples start with ``"sample"`` (the row of these
+                values each gradient row refers to), whose components end with these
+                values' components (extra gradient components come first) and whose
+                properties are these values' properties, with the same dtype.
+
+        Raises:
+            ValueError: this block is a view inside a TensorMap or another block, the
+                parameter is already there, or the gradient metadata do not match.
+            TypeError: ``parameter`` is not a str or ``gradient`` not a TensorBlock.
+        """
         if self._frozen:
+            hint = (
+                "gradients of gradients must be added to the gradient block before it is "
+                "attached to its values"
+                if self._parameter is not None
+                else "add the gradients before creating the TensorMap, or work on block.copy()"
+            )
             raise ValueError(
-                "cannot add gradient on this block since it is a view inside a TensorMap; "
-                "build the block with its gradients before creating the TensorMap"
+                f"cannot add the gradient with respect to '{parameter}' on this block since "
+                f"it is a view inside a TensorMap or another TensorBlock: {hint}"
             )
         if not isinstance(parameter, str):
             raise TypeError(f"gradient parameter must be a str, got {type(parameter).__name__}")
@@ -286,11 +341,6 @@ class TensorBlock(FileMethods):
             raise TypeError(f"gradient must be a TensorBlock, got {type(gradient).__name__}")
         if parameter in self._gradients:
             raise ValueError(f"this block already has a gradient with respect to '{parameter}'")
-        if gradient._gradients:
-            raise ValueError(
-                f"the gradient with respect to '{parameter}' has gradients itself "
-                f"({gradient.gradients_list()}): gradients of gradients are not supported"
-            )
         samples = gradient._samples
         if not samples.names or samples.names[0] != "sample":
             raise ValueError(
@@ -327,8 +377,18 @@ class TensorBlock(FileMethods):
         self._meta = None
 
     def _as_gradient(self, parameter: str) -> TensorBlock:
+        """This block as the gradient ``parameter`` of another one (a view).
+
+        ``parameter`` is the path from the values: ``"positions"``, or ``"positions/cell"``
+        for a gradient of a gradient (metatensor prints the same), and the gradients of
+        this block get their paths below it.
+        """
+        gradients = {
+            name: gradient._as_gradient(f"{parameter}/{name}")
+            for name, gradient in self._gradients.items()
+        }
         return TensorBlock._unchecked(
-            self._values, self._samples, self._components, self._properties, {}, parameter
+            self._values, self._samples, self._components, self._properties, gradients, parameter
         )
 
     def _frozen_copy(self) -> TensorBlock:
@@ -346,24 +406,41 @@ class TensorBlock(FileMethods):
         )
 
     def _map_arrays(self, fn: Any, samples_fn: Any = None) -> TensorBlock:
-        """A modifiable block with ``fn`` applied to the values and every gradient's values
-        (and ``samples_fn``, if given, to the sample labels of all of them)."""
+        """A new, modifiable (non-gradient) block with ``fn`` applied to the values and to
+        every gradient's values, gradients of gradients included (and ``samples_fn``, if
+        given, to the sample labels of all of them)."""
         new = TensorBlock._unchecked(
             fn(self._values),
             self._samples if samples_fn is None else samples_fn(self._samples),
             self._components,
             self._properties,
             {},
-            self._parameter,
+            None,
         )
         new._frozen = False
         for parameter, gradient in self._gradients.items():
             new._gradients[parameter] = gradient._map_arrays(fn, samples_fn)._as_gradient(parameter)
         return new
 
-    def copy(self) -> TensorBlock:
-        """A modifiable copy with copied arrays (gradients included)."""
-        return self._map_arrays(_copy_array)
+    def __len__(self) -> int:
+        """The number of samples, ``len(self.values)`` (metatensor's ``len(block)``)."""
+        return int(self._values.shape[0])
+
+    def copy(self, deep: bool = True) -> TensorBlock:
+        """A new, modifiable block with the same labels, values and gradients.
+
+        As metatensor's ``TensorBlock.copy``: with ``deep=True`` the values are copied,
+        otherwise the new block shares them. Departure: JAX arrays are immutable, so they
+        are shared in both cases (a copy could never be observed); only NumPy values are
+        copied. A copy of a gradient block is a regular block (it can go in a TensorMap).
+        """
+        return self._map_arrays(_copy_array if deep else _same_array)
+
+    def __copy__(self) -> TensorBlock:
+        return self.copy(deep=False)
+
+    def __deepcopy__(self, memo: dict) -> TensorBlock:
+        return self.copy(deep=True)
 
     def to_dynamic_samples(self) -> TensorBlock:
         """The block with dynamic sample labels, its gradients' included (see
@@ -375,16 +452,27 @@ class TensorBlock(FileMethods):
         """``"cpu"`` for NumPy values, else the device of the JAX values."""
         return _device(self._values)
 
-    def to(self, dtype: Any = None, device: Any = None, arrays: str | None = None) -> TensorBlock:
+    def to(self, *args: Any, **kwargs: Any) -> TensorBlock:
         """The block with values and gradients converted, as metatensor's ``TensorBlock.to``.
+
+        Takes metatensor's arguments: ``dtype`` and ``device`` by keyword or by position
+        (a NumPy/JAX dtype, a device string or a :class:`jax.Device`), and the keywords
+        ``arrays`` and ``non_blocking``.
 
         Args:
             dtype: cast every array (values and gradients) to this dtype.
-            device: move every array there with :func:`jax.device_put` (an explicit
-                transfer; NumPy arrays become JAX arrays on that device), dynamic sample
-                labels included (see :meth:`Labels.to`).
-            arrays: ``"numpy"`` (host arrays; not inside ``jax.jit``) or ``"jax"``.
+            device: where the arrays go. ``"cpu"`` leaves NumPy arrays as they are (host
+                memory, as metatensor does); any other device (a name such as ``"gpu"``,
+                or a :class:`jax.Device`) moves them with :func:`jax.device_put`, NumPy
+                arrays becoming JAX arrays there (metatensor refuses to move NumPy arrays
+                off the CPU). JAX arrays are moved to the device, ``"cpu"`` included.
+                Dynamic sample labels follow (see :meth:`Labels.to`).
+            arrays: ``"numpy"`` (host arrays; not inside ``jax.jit``), ``"jax"`` or
+                ``None`` (keep the kind of array); metatensor's ``"torch"`` is refused.
+            non_blocking: accepted for metatensor's signature; JAX transfers are
+                asynchronous already.
         """
+        dtype, device, arrays = _to_arguments("`TensorBlock.to`", args, kwargs)
         convert = _converter(dtype, device, arrays)
         if device is None:
             return self._map_arrays(convert)
@@ -416,37 +504,104 @@ class TensorBlock(FileMethods):
 
     # ----------------------------------------------------------------- printing
     def __repr__(self) -> str:
-        header = f"Gradient TensorBlock ('{self._parameter}')" if self._parameter else "TensorBlock"
-        shape = ", ".join(str(len(c)) for c in self._components)
-        gradients = self.gradients_list() if self._gradients else None
-        samples = self._samples.names
-        return (
-            f"{header}\n"
-            f"    samples ({len(self._samples)}): {samples}\n"
-            f"    components ({shape}): {[c.names[0] for c in self._components]}\n"
-            f"    properties ({len(self._properties)}): {self._properties.names}\n"
-            f"    gradients: {gradients}"
-        )
+        """metatensor's ``repr(block)``, character for character."""
+        shape = tuple(int(n) for n in self._values.shape)
+        if self._parameter is not None:
+            text = f"TensorBlock gradient for '{self._parameter}', with shape {shape}\n"
+        else:
+            text = f"TensorBlock with shape {shape}\n"
+        text += f"    samples: [{', '.join(self._samples.names)}]\n"
+        component_names = [c.names[0] for c in self._components]
+        if component_names:
+            text += f"    components: [{', '.join(component_names)}]\n"
+        text += f"    properties: [{', '.join(self._properties.names)}]"
+        if self._gradients:
+            text += "\n\n    gradients:"
+            width = max(len(parameter) for parameter in self._gradients)
+            for parameter, gradient in self._gradients.items():
+                grad_shape = tuple(int(n) for n in gradient._values.shape)
+                text += f"\n        {parameter.ljust(width)} => TensorBlock with shape {grad_shape}"
+        return text
+
+
+def _is_host_device(device: Any) -> bool:
+    """Whether ``device`` is metatensor's host device name (``"cpu"``, ``"cpu:0"``)."""
+    return isinstance(device, str) and device.split(":")[0] == "cpu"
+
+
+def _is_device(value: Any) -> bool:
+    return isinstance(value, (str, jax.Device, jax.sharding.Sharding))
+
+
+def _to_arguments(
+    context: str, args: Sequence[Any], kwargs: dict[str, Any]
+) -> tuple[Any, Any, str | None]:
+    """``(dtype, device, arrays)`` from the arguments of ``to()``, parsed as metatensor does.
+
+    Positional arguments are a device (a str, :class:`jax.Device` or sharding) or a
+    numeric dtype, each at most once.
+    """
+    kwargs = dict(kwargs)
+    arrays = kwargs.pop("arrays", None)
+    kwargs.pop("non_blocking", None)
+    dtype = kwargs.pop("dtype", None)
+    device = kwargs.pop("device", None)
+    if kwargs:
+        raise TypeError(f"{context} got unexpected keyword arguments {sorted(kwargs)}")
+    for positional in args:
+        if _is_device(positional):
+            if device is not None:
+                raise ValueError(f"can not give a device twice in {context}")
+            device = positional
+            continue
+        try:
+            as_dtype = np.dtype(positional)
+        except TypeError:
+            as_dtype = np.dtype(object)
+        if np.issubdtype(as_dtype, np.number):
+            if dtype is not None:
+                raise ValueError(f"can not give a dtype twice in {context}")
+            dtype = positional
+            continue
+        raise TypeError(f"unexpected type in {context}: {type(positional)}")
+    return dtype, device, arrays
 
 
 def _converter(dtype: Any, device: Any, arrays: str | None) -> Any:
     """The array conversion of ``to(dtype, device, arrays)``, arguments checked."""
     if arrays not in (None, "numpy", "jax"):
         raise ValueError(f"arrays must be None, 'numpy' or 'jax', got {arrays!r}")
-    if arrays == "numpy" and device is not None:
-        raise ValueError("NumPy arrays live on the host: use arrays='numpy' without device")
+    host = _is_host_device(device)
+    if arrays == "numpy" and device is not None and not host:
+        raise ValueError(
+            f"can not move numpy array to non-cpu device: {device} (NumPy arrays live on "
+            "the host: use arrays='jax' to move the data to a JAX device)"
+        )
     dtype = None if dtype is None else np.dtype(dtype)
-    device = None if device is None else _resolve_device(device)
+    target = unknown = None
+    if device is not None:
+        try:
+            target = _resolve_device(device)
+        except ValueError as error:
+            unknown = error
 
     def convert(array: Any) -> Any:
+        if unknown is not None:
+            if isinstance(array, np.ndarray) and arrays != "jax":
+                raise ValueError(
+                    f"can not move numpy array to non-cpu device: {device} ({unknown})"
+                ) from None
+            raise unknown
         if arrays == "numpy":
             array = np.asarray(array)
         elif arrays == "jax":
-            array = jax.numpy.asarray(array)
+            array = to_jax(array)
         if dtype is not None and array.dtype != dtype:
             array = array.astype(dtype)
-        if device is not None:
-            array = jax.device_put(array, device)
+        # "cpu" is where NumPy arrays already are; JAX arrays are moved there
+        if target is not None and not (host and isinstance(array, np.ndarray)):
+            warn_if_downcast(array)
+            array = jax.device_put(array, target)
         return array
 
     return convert
@@ -456,6 +611,10 @@ def _copy_array(array: Any) -> Any:
     if isinstance(array, np.ndarray):
         return array.copy()
     return array  # JAX arrays are immutable: sharing them is a copy
+
+
+def _same_array(array: Any) -> Any:
+    return array
 
 
 def _flatten_block(block: TensorBlock) -> tuple[list[Any], BlockMeta]:
@@ -468,4 +627,54 @@ def _unflatten_block(meta: BlockMeta, leaves: Sequence[Any]) -> TensorBlock:
     return meta.unflatten(list(leaves))
 
 
-jax.tree_util.register_pytree_node(TensorBlock, _flatten_block, _unflatten_block)
+class LeafKey:
+    """A pytree key naming an array of a block/TensorMap, e.g. ``.gradient('positions').values``.
+
+    ``jax.tree_util.keystr`` of a leaf's path is then the path a user would write to reach it.
+    """
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: str):
+        self._text = text
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"LeafKey({self._text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LeafKey) and other._text == self._text
+
+    def __hash__(self) -> int:
+        return hash(self._text)
+
+
+def _leaf_names(meta: BlockMeta, prefix: str = "") -> list[str]:
+    """What each leaf of a block is, in flattening order: ``.values``, ``.samples``, gradients."""
+    names = [f"{prefix}.values"]
+    if isinstance(meta.samples, DynamicSamples):
+        names.append(f"{prefix}.samples")
+    for parameter, gradient in meta.gradients:
+        names.extend(_leaf_names(gradient, f"{prefix}.gradient({parameter!r})"))
+    return names
+
+
+def leaf_keys(meta: BlockMeta, prefix: str = "") -> tuple[LeafKey, ...]:
+    """The pytree keys of a block's leaves, each name prefixed with ``prefix``.
+
+    Built on demand: only the key-path APIs (``tree_map_with_path``, ``tree_leaves_with_path``,
+    error messages) ask for them, ``jax.jit`` flattens without keys.
+    """
+    return tuple(LeafKey(name) for name in _leaf_names(meta, prefix))
+
+
+def _flatten_block_with_keys(block: TensorBlock) -> tuple[list[tuple[Any, Any]], BlockMeta]:
+    leaves, meta = _flatten_block(block)
+    return list(zip(leaf_keys(meta), leaves)), meta
+
+
+jax.tree_util.register_pytree_with_keys(
+    TensorBlock, _flatten_block_with_keys, _unflatten_block, _flatten_block
+)

@@ -8,15 +8,19 @@ Format (the same bytes metatensor-core reads and writes):
   ``samples.npy``, ``components/{j}.npy`` (one per middle axis of the values),
   ``properties.npy``, and for each gradient parameter the same under
   ``gradients/{parameter}/`` without ``properties.npy`` (gradients share the values'
-  properties);
+  properties), recursively for gradients of gradients
+  (``gradients/positions/gradients/cell/values.npy``);
 * a **TensorMap** file is a zip archive with ``keys.npy``, one block per key under
   ``blocks/{i}/`` (layout as above), and ``info.json`` (a JSON object of strings) when the
   tensor has info.
 
-Writing follows metatensor: ``.npy`` format version 1.0 (2.0 only if a header does not fit),
-C order, little-endian descriptors everywhere (``'<i1'``, ``'<u1'``, ``'<b1'``, not NumPy's
-``'|i1'``, which metatensor refuses), stored (uncompressed) zip members with a fixed
-timestamp so that saving is deterministic. ``compress=True`` writes deflated members, which
+Writing reproduces metatensor-core's bytes exactly: the members in its order (gradient
+parameters sorted, as metatensor keeps them), its ``.npy`` headers (version 1.0, ``{ 'descr':
+'<f8', 'fortran_order': False, 'shape': (3, 2, ) }`` padded to 64 bytes, little-endian
+descriptors everywhere: ``'<i1'``, ``'<b1'``, not NumPy's ``'|i1'``, which metatensor
+refuses), its zip headers (see :class:`_ZipWriter`), ``info.json`` with sorted keys, so
+that saving is deterministic and ``save(load(f))`` equals metatensor's
+``save(load(f))`` byte for byte. ``compress=True`` writes deflated members, which
 metatensor also reads. Value dtypes are the ones metatensor-core handles: float16/32/64,
 int8/16/32/64, uint8/16/32/64, bool, complex64/128.
 
@@ -31,8 +35,13 @@ Labels with zero dimensions: metatensor-core writes them with ``'descr': []`` an
 ``(0,)`` whatever their length, and cannot read them back. We write ``'descr': []`` with
 the real number of entries as the shape (and no data bytes), and read that back.
 
-Gradient parameters are written and read in the block's order (the order of the archive
-entries). Note that metatensor-core itself loads gradients in an unspecified order.
+Gradient parameters are read in the order of the archive entries and written sorted.
+metatensor-core itself loads gradients in an unspecified (hash) order.
+
+``save_buffer`` returns a ``memoryview``, as metatensor's. The ``use_numpy`` arguments of
+metatensor's functions and methods are accepted: metatensor then goes through
+``numpy.load``/``numpy.savez``; here one implementation reads what both write, always
+writes the native format, and always loads values as NumPy arrays.
 """
 
 from __future__ import annotations
@@ -42,7 +51,9 @@ import io
 import json
 import math
 import os
+import pathlib
 import struct
+import types
 import warnings
 import zipfile
 import zlib
@@ -85,24 +96,50 @@ _MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK"
 # literal_eval of a flat header is cheap, but an absurd header length signals corruption
 _MAX_HEADER_LEN = 1 << 20
-# fixed member timestamp (metatensor uses the same) so that saving is deterministic
-_ZIP_DATE = (2000, 1, 1, 0, 0, 0)
+# metatensor-core's zip layout (Rust `zip` 0.6, stored members with `large_file`): the
+# fixed member date 2000-01-01 (time 00:00) as a DOS date, made by 4.6 on Unix (3),
+# needing 2.0, regular files with mode 0o644, names flagged UTF-8 when not ASCII
+_ZIP_DATE = ((2000 - 1980) << 9) | (1 << 5) | 1
+_ZIP_VERSION_MADE_BY = (3 << 8) | 46
+_ZIP_VERSION_NEEDED = 20
+_ZIP_EXTERNAL_ATTRIBUTES = 0o100644 << 16
+_ZIP_UTF8_FLAG = 1 << 11
+_ZIP64_LIMIT = 0xFFFFFFFF
+_NPY_ALIGN = 64
 # kind -> allowed item sizes, the dtypes metatensor-core can hold in its arrays
 _VALUE_DTYPES = {"f": (2, 4, 8), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "b": (1,), "c": (8, 16)}
 _HEADER_KEYS = {"descr", "fortran_order", "shape"}
 
 
 # --------------------------------------------------------------------------- writing .npy
-def _npy_header(descr: Any, shape: tuple[int, ...]) -> bytes:
-    """A ``.npy`` header (version 1.0 if it fits, else 2.0) for C-ordered data."""
-    header = {"descr": descr, "fortran_order": False, "shape": tuple(int(s) for s in shape)}
-    out = io.BytesIO()
-    try:
-        np.lib.format.write_array_header_1_0(out, header)
-    except ValueError:  # header longer than 65535 bytes: only fits version 2.0
-        out = io.BytesIO()
-        np.lib.format.write_array_header_2_0(out, header)
-    return out.getvalue()
+def _npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
+    """A ``.npy`` header written exactly as metatensor-core writes it.
+
+    ``descr`` is the literal of the dtype (``'<f8'`` or ``[('a', '<i4'), ]``). metatensor
+    formats the dict as ``{ 'descr': ..., 'fortran_order': False, 'shape': (3, 2, ) }``,
+    pads it with spaces and a newline to a multiple of 64 bytes (always adding at least
+    one byte, so a full 64-byte block when it already fits), and uses version 1.0 unless
+    the header length does not fit in 16 bits (then 2.0).
+    """
+    literal = "{ 'descr': " + descr + ", 'fortran_order': False, 'shape': ("
+    literal += "".join(f"{int(n)}, " for n in shape) + ") }"
+    text = literal.encode("utf-8")
+    for version, length_format in ((1, "<H"), (2, "<I")):
+        prefix = len(_MAGIC) + 2 + struct.calcsize(length_format)
+        unpadded = prefix + len(text) + 1
+        total = unpadded + (_NPY_ALIGN - unpadded % _NPY_ALIGN)
+        header_length = total - prefix
+        if header_length < 1 << (8 * struct.calcsize(length_format)):
+            padding = b" " * (total - 1 - prefix - len(text))
+            return (
+                _MAGIC
+                + bytes([version, 0])
+                + struct.pack(length_format, header_length)
+                + text
+                + padding
+                + b"\n"
+            )
+    raise ValueError(f"the .npy header for shape {shape} is too long")
 
 
 def _little_endian_descr(dtype: np.dtype) -> str:
@@ -130,46 +167,168 @@ def _values_to_numpy(values: Any, what: str) -> np.ndarray:
 def _array_npy_parts(array: np.ndarray) -> tuple[bytes, np.ndarray]:
     """Header and C-contiguous little-endian data of a values array."""
     data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-    return _npy_header(_little_endian_descr(array.dtype), array.shape), data
+    return _npy_header(f"'{_little_endian_descr(array.dtype)}'", array.shape), data
 
 
 def _labels_npy_bytes(labels: Labels) -> bytes:
     """A Labels as metatensor stores it: a 1-D structured array of ``'<i4'`` fields."""
     labels = labels.to_static()
     values = np.ascontiguousarray(labels.values, dtype="<i4")
-    descr = [(name, "<i4") for name in labels.names]
+    descr = "[" + "".join(f"('{name}', '<i4'), " for name in labels.names) + "]"
     return _npy_header(descr, (len(labels),)) + values.tobytes()
 
 
 # --------------------------------------------------------------------------- writing zips
 class _ZipWriter:
-    """Adds ``.npy`` members to a zip archive with fixed timestamps and one compression."""
+    """Writes a zip archive byte for byte as metatensor-core does (Rust ``zip`` 0.6).
 
-    def __init__(self, archive: zipfile.ZipFile, compress: bool):
-        self._archive = archive
-        self._compression = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    Every member is written with ``large_file`` on: its local header holds ``0xFFFFFFFF``
+    sizes and a 20-byte ZIP64 extra field with the real sizes; the central directory holds
+    the real sizes (ZIP64 fields there, and the ZIP64 end records, only when the sizes,
+    offsets or number of members need them), "version made by" 4.6 on Unix, "version
+    needed" 2.0, external attributes ``0o100644``, and the fixed time 2000-01-01 00:00.
+    Members are stored, or deflated with ``compress=True`` (which metatensor never
+    writes, but reads). No seeking: the output may be any binary stream.
+    """
 
-    def _info(self, name: str, size: int) -> zipfile.ZipInfo:
-        info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-        info.compress_type = self._compression
-        info.external_attr = 0o644 << 16
-        # a known size lets zipfile decide on ZIP64 up front, for members over 2 GiB
-        info.file_size = size
-        return info
+    def __init__(self, stream: BinaryIO, compress: bool):
+        self._stream = stream
+        self._compress = compress
+        try:
+            self._position = stream.tell()
+        except (AttributeError, OSError, ValueError):
+            self._position = 0
+        self._members: list[tuple[bytes, int, int, int, int, int, int]] = []
+        self._names: set[str] = set()
+
+    def _write(self, data: Any) -> None:
+        self._stream.write(data)
+        self._position += memoryview(data).nbytes
+
+    def write_member(self, name: str, parts: list[Any]) -> None:
+        """Add the member ``name`` with the concatenation of the buffers in ``parts``."""
+        if name in self._names:
+            raise ValueError(f"the archive already has an entry '{name}'")
+        self._names.add(name)
+        size = sum(memoryview(part).nbytes for part in parts)
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        if self._compress:
+            compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+            parts = [b"".join(compressor.compress(part) for part in parts) + compressor.flush()]
+            method = 8
+        else:
+            method = 0
+        compressed_size = sum(memoryview(part).nbytes for part in parts)
+        encoded = name.encode("utf-8")
+        flags = 0 if name.isascii() else _ZIP_UTF8_FLAG
+        offset = self._position
+        self._write(
+            struct.pack(
+                "<IHHHHHIIIHH",
+                0x04034B50,
+                _ZIP_VERSION_NEEDED,
+                flags,
+                method,
+                0,
+                _ZIP_DATE,
+                crc,
+                _ZIP64_LIMIT,
+                _ZIP64_LIMIT,
+                len(encoded),
+                20,
+            )
+            + encoded
+            + struct.pack("<HHQQ", 0x0001, 16, size, compressed_size)
+        )
+        for part in parts:
+            if memoryview(part).nbytes:
+                self._write(part)
+        self._members.append((encoded, flags, method, crc, compressed_size, size, offset))
+
+    def finish(self) -> None:
+        """Write the central directory and the end records."""
+        central_start = self._position
+        for encoded, flags, method, crc, compressed_size, size, offset in self._members:
+            extra = b""
+            for value in (size, compressed_size, offset):
+                if value > _ZIP64_LIMIT:
+                    extra += struct.pack("<Q", value)
+            if extra:
+                extra = struct.pack("<HH", 0x0001, len(extra)) + extra
+            self._write(
+                struct.pack(
+                    "<IHHHHHHIIIHHHHHII",
+                    0x02014B50,
+                    _ZIP_VERSION_MADE_BY,
+                    _ZIP_VERSION_NEEDED,
+                    flags,
+                    method,
+                    0,
+                    _ZIP_DATE,
+                    crc,
+                    min(compressed_size, _ZIP64_LIMIT),
+                    min(size, _ZIP64_LIMIT),
+                    len(encoded),
+                    len(extra),
+                    0,
+                    0,
+                    0,
+                    _ZIP_EXTERNAL_ATTRIBUTES,
+                    min(offset, _ZIP64_LIMIT),
+                )
+                + encoded
+                + extra
+            )
+        central_size = self._position - central_start
+        count = len(self._members)
+        if count > 0xFFFF or max(central_size, central_start) > _ZIP64_LIMIT:
+            zip64_start = self._position
+            self._write(
+                struct.pack(
+                    "<IQHHIIQQQQ",
+                    0x06064B50,
+                    44,
+                    46,
+                    46,
+                    0,
+                    0,
+                    count,
+                    count,
+                    central_size,
+                    central_start,
+                )
+            )
+            self._write(struct.pack("<IIQI", 0x07064B50, 0, zip64_start, 1))
+        self._write(
+            struct.pack(
+                "<IHHHHIIH",
+                0x06054B50,
+                0,
+                0,
+                min(count, 0xFFFF),
+                min(count, 0xFFFF),
+                min(central_size, _ZIP64_LIMIT),
+                min(central_start, _ZIP64_LIMIT),
+                0,
+            )
+        )
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        with self._archive.open(self._info(name, len(data)), "w") as member:
-            member.write(data)
+        self.write_member(name, [data])
 
     def write_array(self, name: str, array: np.ndarray) -> None:
         header, data = _array_npy_parts(array)
-        with self._archive.open(self._info(name, len(header) + data.nbytes), "w") as member:
-            member.write(header)
-            if data.size:
-                # a flat byte view avoids copying large arrays into a bytes object
-                member.write(data.reshape(-1).view(np.uint8))
+        # a flat byte view avoids copying large arrays into a bytes object
+        self.write_member(name, [header, data.reshape(-1).view(np.uint8)])
 
     def write_block(self, prefix: str, block: TensorBlock, with_properties: bool = True) -> None:
+        """The members of ``block`` under ``prefix``, in metatensor's order.
+
+        Gradients (and gradients of gradients) go under ``{prefix}gradients/{parameter}/``
+        without ``properties.npy``, sorted by parameter, as metatensor-core keeps them.
+        """
         what = f"block '{prefix or '<root>'}'"
         self.write_array(f"{prefix}values.npy", _values_to_numpy(block.values, what))
         self.write_bytes(f"{prefix}samples.npy", _labels_npy_bytes(block.samples))
@@ -177,7 +336,8 @@ class _ZipWriter:
             self.write_bytes(f"{prefix}components/{j}.npy", _labels_npy_bytes(component))
         if with_properties:
             self.write_bytes(f"{prefix}properties.npy", _labels_npy_bytes(block.properties))
-        for parameter, gradient in block.gradients():
+        for parameter in sorted(block.gradients_list()):
+            gradient = block.gradient(parameter)
             self.write_block(f"{prefix}gradients/{parameter}/", gradient, with_properties=False)
 
 
@@ -189,21 +349,27 @@ def _check_info(info: dict[str, str]) -> None:
             )
 
 
+def _info_json(info: dict[str, str]) -> bytes:
+    # metatensor-core keeps the info sorted by key and writes raw UTF-8 with 2-space indents
+    return json.dumps(dict(sorted(info.items())), indent=2, ensure_ascii=False).encode("utf-8")
+
+
 def _write_tensor(file: BinaryIO, tensor: TensorMap, compress: bool) -> None:
     info = tensor.info()
     _check_info(info)
-    with zipfile.ZipFile(file, "w") as archive:
-        writer = _ZipWriter(archive, compress)
-        writer.write_bytes("keys.npy", _labels_npy_bytes(tensor.keys))
-        for i, block in enumerate(tensor.blocks()):
-            writer.write_block(f"blocks/{i}/", block)
-        if info:
-            writer.write_bytes("info.json", json.dumps(info, indent=2).encode("utf-8"))
+    writer = _ZipWriter(file, compress)
+    writer.write_bytes("keys.npy", _labels_npy_bytes(tensor.keys))
+    for i, block in enumerate(tensor.blocks()):
+        writer.write_block(f"blocks/{i}/", block)
+    if info:
+        writer.write_bytes("info.json", _info_json(info))
+    writer.finish()
 
 
 def _write_block(file: BinaryIO, block: TensorBlock, compress: bool) -> None:
-    with zipfile.ZipFile(file, "w") as archive:
-        _ZipWriter(archive, compress).write_block("", block)
+    writer = _ZipWriter(file, compress)
+    writer.write_block("", block)
+    writer.finish()
 
 
 def _check_type(value: Any, expected: type, function: str) -> None:
@@ -212,12 +378,22 @@ def _check_type(value: Any, expected: type, function: str) -> None:
 
 
 def _output_path(path: str | os.PathLike[str]) -> str:
-    """``path`` with ``.mts`` appended (and a warning) when it does not end so, like metatensor."""
-    path = os.fsdecode(os.fspath(path))
-    if not path.endswith(".mts"):
-        path += ".mts"
-        warnings.warn(f"adding '.mts' extension, the file will be saved at '{path}'", stacklevel=3)
-    return path
+    """``path`` with ``.mts`` appended (and metatensor's warning) when it does not end so."""
+    if isinstance(path, str):
+        if not path.endswith(".mts"):
+            path += ".mts"
+            warnings.warn(
+                f"adding '.mts' extension, the file will be saved at '{path}'", stacklevel=4
+            )
+        return path
+    path = pathlib.Path(os.fsdecode(os.fspath(path)))
+    if not path.name.endswith(".mts"):
+        path = path.with_name(path.name + ".mts")
+        # metatensor names only the file in this case
+        warnings.warn(
+            f"adding '.mts' extension, the file will be saved at '{path.name}'", stacklevel=4
+        )
+    return str(path)
 
 
 def _save_with(file: PathOrFile, write: Any) -> None:
@@ -247,7 +423,9 @@ def save_labels(file: PathOrFile, labels: Labels) -> None:
     _save_with(file, lambda output: output.write(data))
 
 
-def save_block(file: PathOrFile, block: TensorBlock, *, compress: bool = False) -> None:
+def save_block(
+    file: PathOrFile, block: TensorBlock, *, compress: bool = False, use_numpy: bool = False
+) -> None:
     """Save ``block`` (with its gradients) as a zip of ``.npy`` members.
 
     Args:
@@ -255,60 +433,94 @@ def save_block(file: PathOrFile, block: TensorBlock, *, compress: bool = False) 
             warning, as metatensor does) or binary file object.
         block: the block to save; JAX values are copied to host memory.
         compress: deflate the members (metatensor writes them uncompressed).
+        use_numpy: see :func:`save`.
     """
+    del use_numpy  # one writer, metatensor's native format
     _check_type(block, TensorBlock, "save_block")
     _save_with(file, lambda output: _write_block(output, block, compress))
 
 
 def save(
-    file: PathOrFile, data: TensorMap | TensorBlock | Labels, *, compress: bool = False
+    file: PathOrFile,
+    data: TensorMap | TensorBlock | Labels,
+    use_numpy: bool = False,
+    *,
+    compress: bool = False,
 ) -> None:
     """Save a TensorMap, TensorBlock or Labels in metatensor's ``.mts`` format.
+
+    The file has the bytes metatensor-core writes for the same data (same zip members,
+    order, headers and timestamps): ``save(path, load(path_written_by_metatensor))``
+    reproduces metatensor's own re-saving byte for byte.
 
     Args:
         file: path (``.mts`` is appended when the name does not end with it, with a
             warning, as metatensor does) or binary file object.
         data: what to save; the file layout depends on its type (see the module docstring).
-        compress: deflate the zip members of TensorMap and TensorBlock files.
+        use_numpy: accepted for metatensor's signature (metatensor then writes with
+            ``numpy.savez``, whose timestamps change the bytes); the native format is
+            always written here.
+        compress: deflate the zip members of TensorMap and TensorBlock files (not a
+            metatensor option; metatensor reads such files).
     """
+    del use_numpy
     if isinstance(data, TensorMap):
         _save_with(file, lambda output: _write_tensor(output, data, compress))
     elif isinstance(data, TensorBlock):
-        save_block(file, data, compress=compress)
+        _check_type(data, TensorBlock, "save_block")
+        _save_with(file, lambda output: _write_block(output, data, compress))
     elif isinstance(data, Labels):
         save_labels(file, data)
     else:
         raise TypeError(
-            f"save expects a TensorMap, TensorBlock or Labels, got {type(data).__name__}"
+            f"save expects a TensorMap, TensorBlock or Labels: `data` must be one of "
+            f"'Labels', 'TensorBlock' or 'TensorMap', not {type(data)}"
         )
 
 
+def _as_memoryview(write: Any) -> memoryview:
+    output = io.BytesIO()
+    write(output)
+    # metatensor returns a memoryview of the written bytes; a writable 'B' view of a
+    # bytearray also compares equal to the same bytes
+    return memoryview(bytearray(output.getbuffer()))
+
+
 def save_labels_buffer(labels: Labels) -> bytes:
-    """The bytes of the ``.npy`` file :func:`save_labels` writes."""
+    """The bytes of the ``.npy`` file :func:`save_labels` writes (not a metatensor function:
+    metatensor's :func:`save_buffer` returns a ``memoryview`` of the same bytes)."""
     _check_type(labels, Labels, "save_labels_buffer")
     return _labels_npy_bytes(labels)
 
 
 def save_block_buffer(block: TensorBlock, *, compress: bool = False) -> bytes:
-    """The bytes of the file :func:`save_block` writes."""
+    """The bytes of the file :func:`save_block` writes (not a metatensor function:
+    metatensor's :func:`save_buffer` returns a ``memoryview`` of the same bytes)."""
     _check_type(block, TensorBlock, "save_block_buffer")
     output = io.BytesIO()
     _write_block(output, block, compress)
     return output.getvalue()
 
 
-def save_buffer(data: TensorMap | TensorBlock | Labels, *, compress: bool = False) -> bytes:
-    """The bytes of the file :func:`save` writes for ``data``."""
+def save_buffer(
+    data: TensorMap | TensorBlock | Labels, use_numpy: bool = False, *, compress: bool = False
+) -> memoryview:
+    """The bytes of the file :func:`save` writes for ``data``.
+
+    Returns a ``memoryview`` as metatensor's ``save_buffer`` does (``bytes(view)`` gives
+    ``bytes``; it compares equal to them). ``use_numpy`` is accepted and ignored, see
+    :func:`save`.
+    """
+    del use_numpy
     if isinstance(data, Labels):
-        return save_labels_buffer(data)
+        return memoryview(bytearray(_labels_npy_bytes(data)))
     if isinstance(data, TensorBlock):
-        return save_block_buffer(data, compress=compress)
+        return _as_memoryview(lambda output: _write_block(output, data, compress))
     if isinstance(data, TensorMap):
-        output = io.BytesIO()
-        _write_tensor(output, data, compress)
-        return output.getvalue()
+        return _as_memoryview(lambda output: _write_tensor(output, data, compress))
     raise TypeError(
-        f"save_buffer expects a TensorMap, TensorBlock or Labels, got {type(data).__name__}"
+        f"save_buffer expects a TensorMap, TensorBlock or Labels: `data` must be one of "
+        f"'Labels', 'TensorBlock' or 'TensorMap', not {type(data)}"
     )
 
 
@@ -582,6 +794,7 @@ def _read_block(archive: _Archive, prefix: str, values_properties: Labels | None
     """Read the block under ``prefix``; a gradient block when ``values_properties`` is given.
 
     Gradient blocks have no ``properties.npy``: they use the properties of their values.
+    Their own gradients (gradients of gradients) are read the same way, recursively.
     """
     is_gradient = values_properties is not None
     values = archive.read_npy(f"{prefix}values.npy", labels=False)
@@ -601,13 +814,8 @@ def _read_block(archive: _Archive, prefix: str, values_properties: Labels | None
         block = TensorBlock(values, samples, components, properties)
     except (TypeError, ValueError) as error:
         raise FileFormatError(f"{archive.source}: invalid block '{where}': {error}") from None
-    parameters = _gradient_parameters(archive, prefix)
-    if is_gradient and parameters:
-        raise FileFormatError(
-            f"{archive.source}: gradient block '{where}' has gradients {parameters} itself; "
-            "gradients of gradients are not supported"
-        )
-    for parameter in parameters:
+    # gradients of gradients live under '{prefix}gradients/{parameter}/gradients/...'
+    for parameter in _gradient_parameters(archive, prefix):
         gradient_prefix = f"{prefix}gradients/{parameter}/"
         gradient = _read_block(archive, gradient_prefix, properties)
         try:
@@ -696,14 +904,21 @@ def _input(file: PathOrFile) -> Iterator[tuple[IO[bytes], str]]:
         yield stream, f"'{path}'"
 
 
-def load(file: PathOrFile) -> TensorMap:
-    """Load a TensorMap saved by :func:`save` or metatensor; values are NumPy arrays."""
+def load(file: PathOrFile, use_numpy: bool = False) -> TensorMap:
+    """Load a TensorMap saved by :func:`save` or metatensor; values are NumPy arrays.
+
+    ``use_numpy`` is accepted for metatensor's signature and changes nothing: one reader
+    handles the files of metatensor's native and NumPy writers alike.
+    """
+    del use_numpy
     with _input(file) as (stream, source):
         return _read_tensor(stream, source)
 
 
-def load_block(file: PathOrFile) -> TensorBlock:
-    """Load a TensorBlock saved by :func:`save_block` or metatensor."""
+def load_block(file: PathOrFile, use_numpy: bool = False) -> TensorBlock:
+    """Load a TensorBlock saved by :func:`save_block` or metatensor (``use_numpy``: see
+    :func:`load`)."""
+    del use_numpy
     with _input(file) as (stream, source):
         return _read_block_file(stream, source)
 
@@ -714,14 +929,17 @@ def load_labels(file: PathOrFile) -> Labels:
         return _read_labels_file(stream.read(), source)
 
 
-def load_buffer(buffer: Buffer) -> TensorMap:
-    """Load a TensorMap from the bytes of an ``.mts`` file."""
+def load_buffer(buffer: Buffer, use_numpy: bool = False) -> TensorMap:
+    """Load a TensorMap from the bytes of an ``.mts`` file (``use_numpy``: see :func:`load`)."""
+    del use_numpy
     _check_buffer(buffer, "load_buffer")
     return _read_tensor(io.BytesIO(buffer), "the buffer")
 
 
-def load_block_buffer(buffer: Buffer) -> TensorBlock:
-    """Load a TensorBlock from the bytes of an ``.mts`` file."""
+def load_block_buffer(buffer: Buffer, use_numpy: bool = False) -> TensorBlock:
+    """Load a TensorBlock from the bytes of an ``.mts`` file (``use_numpy``: see
+    :func:`load`)."""
+    del use_numpy
     _check_buffer(buffer, "load_block_buffer")
     return _read_block_file(io.BytesIO(buffer), "the buffer")
 
@@ -730,3 +948,82 @@ def load_labels_buffer(buffer: Buffer) -> Labels:
     """Load Labels from the bytes of a ``.npy`` labels file."""
     _check_buffer(buffer, "load_labels_buffer")
     return _read_labels_file(buffer, "the buffer")
+
+
+# --------------------------------------------------------------------------- methods
+def _install_file_methods() -> None:
+    """Give the data classes metatensor's ``save``/``load`` methods, with its signatures.
+
+    metatensor users write ``tensor.save(path)`` and ``TensorMap.load(path)`` as often as the
+    free functions. The data classes know nothing of files (the data model imports nothing
+    above it), so this module, which sits above them, adds the methods when it is imported,
+    which ``import eqx_tensor`` always does. As in metatensor, the TensorMap and
+    TensorBlock methods take ``use_numpy`` (see :func:`load`) and the Labels ones do not.
+    """
+
+    def tensor_save(
+        self: Any, file: PathOrFile, use_numpy: bool = False, *, compress: bool = False
+    ) -> None:
+        save(file, self, use_numpy=use_numpy, compress=compress)
+
+    def tensor_save_buffer(
+        self: Any, use_numpy: bool = False, *, compress: bool = False
+    ) -> memoryview:
+        return save_buffer(self, use_numpy=use_numpy, compress=compress)
+
+    def labels_save(self: Labels, file: PathOrFile) -> None:
+        save(file, self)
+
+    def labels_save_buffer(self: Labels) -> memoryview:
+        return save_buffer(self)
+
+    def tensor_load(file: PathOrFile, use_numpy: bool = False) -> TensorMap:
+        return load(file, use_numpy=use_numpy)
+
+    def tensor_load_buffer(buffer: Buffer, use_numpy: bool = False) -> TensorMap:
+        return load_buffer(buffer, use_numpy=use_numpy)
+
+    def block_load(file: PathOrFile, use_numpy: bool = False) -> TensorBlock:
+        return load_block(file, use_numpy=use_numpy)
+
+    def block_load_buffer(buffer: Buffer, use_numpy: bool = False) -> TensorBlock:
+        return load_block_buffer(buffer, use_numpy=use_numpy)
+
+    methods = {
+        TensorMap: ("load", tensor_save, tensor_save_buffer, tensor_load, tensor_load_buffer),
+        TensorBlock: ("load_block", tensor_save, tensor_save_buffer, block_load, block_load_buffer),
+        Labels: ("load_labels", labels_save, labels_save_buffer, load_labels, load_labels_buffer),
+    }
+    for cls, (
+        loader,
+        save_method,
+        save_buffer_method,
+        load_method,
+        load_buffer_method,
+    ) in methods.items():
+        docs = {
+            "save": "Save in metatensor's ``.mts`` format: :func:`eqx_tensor.save` "
+            "(``compress`` is ours, not metatensor's).",
+            "save_buffer": "The bytes :meth:`save` writes, as a ``memoryview``: "
+            ":func:`eqx_tensor.save_buffer`.",
+            "load": f"Read a ``.mts`` file (no pickle): :func:`eqx_tensor.{loader}`.",
+            "load_buffer": "Read from the bytes of a ``.mts`` file.",
+        }
+        for name, method in (
+            ("save", save_method),
+            ("save_buffer", save_buffer_method),
+            ("load", load_method),
+            ("load_buffer", load_buffer_method),
+        ):
+            # a fresh function per class, so that each one has its own name and docs
+            function = types.FunctionType(
+                method.__code__, method.__globals__, name, method.__defaults__, method.__closure__
+            )
+            function.__kwdefaults__ = method.__kwdefaults__
+            function.__qualname__ = f"{cls.__name__}.{name}"
+            function.__doc__ = docs[name]
+            function.__annotations__ = dict(method.__annotations__)
+            setattr(cls, name, staticmethod(function) if name.startswith("load") else function)
+
+
+_install_file_methods()

@@ -14,11 +14,37 @@ Two representations share the class:
   leaves, they make ``jax.grad`` with respect to a whole TensorMap ask for
   ``allow_int=True`` (their gradient is then ``float0``); differentiating with respect to
   parameters, or to the values alone, needs nothing.
+
+Lookups
+-------
+The constructor, :meth:`Labels.position`, :meth:`Labels.positions`, :meth:`Labels.select` and
+the set operations work on whole arrays, with no Python loop over entries, through an index
+built once per static labels (at construction, when the uniqueness check builds it anyway,
+or on first use):
+
+* labels of at most ``_SMALL`` entries use a ``dict`` from row tuples to positions: below
+  that size NumPy's fixed cost per call is larger than a Python loop;
+* larger labels pack each row into one ``int64`` key, ``sum_j code_j * stride_j``, where
+  ``code_j`` is the value minus the column's minimum or, for columns using few of the values
+  in their range (e.g. atomic numbers), the rank of the value among the column's values, and
+  the strides are products of the column widths (so keys follow the lexicographic order of
+  the rows; when the product does not fit in int64, the key of the leading columns is first
+  replaced by its rank among the distinct leading keys). Keys spanning at most
+  ``_TABLE_SLOTS_PER_ENTRY`` slots per entry index a table of positions directly (one gather
+  per lookup); sparser keys are sorted once and looked up with :func:`numpy.searchsorted`.
+
+Lookups in labels built with ``assume_unique=True`` that do repeat an entry give its first
+occurrence, as metatensor-core's do.
+
+Where metatensor differs between its own entry points, or accepts inputs it then silently
+changes, this module follows metatensor-core 0.2.6 except for the deviations listed in the
+docstring of :class:`Labels`.
 """
 
 from __future__ import annotations
 
-import re
+import io
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -26,157 +52,589 @@ import jax
 import numpy as np
 
 from ._backend import TRACER_ERRORS
-from ._file_methods import FileMethods
 
 __all__ = ["Labels", "LabelsEntry"]
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_INT32 = np.iinfo(np.int32)
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+# labels with at most this many entries are checked and looked up with a dict of row tuples
+_SMALL = 128
+# single-entry lookups (Labels.position) use a dict up to this many entries, built on first use
+_POSITION_DICT = 8192
+# keys are int64: the product of the column ranges must stay below this
+_KEY_LIMIT = 2**63
+# a dense table of positions is used when the keys span at most this many slots per entry
+_TABLE_SLOTS_PER_ENTRY = 8
+_TABLE_MIN_SLOTS = 4096
 
 
-def _check_names(names: str | Sequence[str]) -> tuple[str, ...]:
+# --------------------------------------------------------------------------- validation
+def _check_names(names: Any, function: str = "Labels") -> tuple[str, ...]:
+    """Names as a tuple of str; ``""`` means no names, one string means one name."""
     if isinstance(names, str):
-        names = (names,)
-    names = tuple(names)
+        names = () if names == "" else (names,)
+    else:
+        try:
+            names = tuple(names)
+        except TypeError:
+            raise TypeError(
+                f"{function}: names must be a string or a sequence of strings, got "
+                f"{type(names).__name__}"
+            ) from None
     for name in names:
         if not isinstance(name, str):
-            raise TypeError(f"Labels names must be strings, got {type(name).__name__} ({name!r})")
-        if not _NAME_RE.match(name):
-            raise ValueError(f"Labels name {name!r} is not a valid identifier")
+            raise TypeError(
+                f"{function}: Labels names must be strings, got {type(name).__name__} "
+                f"({name!r}) in {list(names)}"
+            )
+        # ASCII identifiers: what metatensor-core accepts as a dimension name
+        if not (name.isascii() and name.isidentifier()):
+            raise ValueError(
+                f"{function}: {name!r} is not a valid identifier; Labels names are made of "
+                "ASCII letters, digits and '_', and do not start with a digit"
+            )
     if len(set(names)) != len(names):
-        raise ValueError(f"Labels names must be unique, got {list(names)}")
+        repeated = next(name for name in names if names.count(name) > 1)
+        raise ValueError(
+            f"{function}: Labels names must be unique, got '{repeated}' more than once in "
+            f"{list(names)}"
+        )
+    if any(type(name) is not str for name in names):  # e.g. np.str_
+        names = tuple(str(name) for name in names)
     return names
 
 
-def _static_values(values: Any, names: tuple[str, ...]) -> np.ndarray:
-    array = np.asarray(values)
+def _check_integer_dtype(dtype: np.dtype, what: str) -> None:
+    if dtype.kind not in "iub":
+        raise TypeError(
+            f"{what} must be integers (convertible to int32), got dtype {dtype}; convert them "
+            "with .astype(np.int32) if the values are whole numbers"
+        )
+
+
+def _check_int32_range(array: np.ndarray, what: str) -> None:
+    """Refuse values outside int32 instead of letting the cast wrap them around."""
+    if array.dtype.kind == "b" or array.dtype.itemsize < 4 or array.dtype == np.int32:
+        return
+    if array.size == 0:
+        return
+    if array.size <= 2 * _SMALL:
+        flat = array.ravel().tolist()  # NumPy reductions cost more than this on few values
+        low, high = min(flat), max(flat)
+    else:
+        low, high = int(array.min()), int(array.max())
+    if low < _INT32_MIN or high > _INT32_MAX:
+        raise ValueError(
+            f"{what} must fit in int32 ([{_INT32_MIN}, {_INT32_MAX}]), got values in "
+            f"[{low}, {high}]"
+        )
+
+
+def _static_values(values: Any, names: tuple[str, ...], function: str) -> np.ndarray:
+    """``values`` as a C-contiguous int32 array of shape ``(n, len(names))``."""
+    if isinstance(values, np.ndarray):
+        array = values
+    else:
+        try:
+            array = np.asarray(values)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"{function}: values must be an integer array of shape (n, {len(names)}), "
+                f"could not convert {type(values).__name__}: {error}"
+            ) from None
+    if array.ndim == 0 and array is values:
+        # as metatensor (``len(values)`` fails): a 0-d array is the wrong type of values
+        raise TypeError(
+            f"{function}: values must be a 2-D array of shape (n, {len(names)}), got a 0-d array"
+        )
+    if array.ndim >= 1 and array.shape[0] == 0:
+        # as in metatensor: any empty array means no entries
+        return np.zeros((0, len(names)), dtype=np.int32)
     if array.dtype == object:
-        raise TypeError("Labels values must be an integer array, got an object array")
-    if array.dtype.kind == "b" or array.dtype.kind not in "iu":
-        if array.size == 0 and array.dtype.kind == "f":
-            array = array.astype(np.int32)
-        else:
-            raise ValueError(f"Labels values must be integers, got dtype {array.dtype}")
+        raise TypeError(f"{function}: values must be an integer array, got an object array")
+    _check_integer_dtype(array.dtype, f"{function}: values")
     if array.ndim != 2:
         raise ValueError(
-            f"Labels values must be a 2-D array of shape (n, {len(names)}), got shape {array.shape}"
+            f"{function}: values must be a 2-D array of shape (n, {len(names)}), got shape "
+            f"{array.shape}"
         )
     if array.shape[1] != len(names):
         raise ValueError(
-            f"Labels values have {array.shape[1]} columns but there are {len(names)} names "
-            f"{list(names)}"
+            f"{function}: values have {array.shape[1]} columns but there are {len(names)} "
+            f"names {list(names)}"
         )
-    if array.size and (array.min() < _INT32.min or array.max() > _INT32.max):
-        raise ValueError("Labels values must fit in int32")
-    array = np.ascontiguousarray(array, dtype=np.int32)
-    array.flags.writeable = False
+    _check_int32_range(array, f"{function}: values")
+    if array.dtype != np.int32 or not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array, dtype=np.int32)
     return array
 
 
-def _row_view(values: np.ndarray) -> np.ndarray:
-    """View each row as one opaque item, so rows can be compared with 1-D numpy set ops."""
-    values = np.ascontiguousarray(values, dtype=np.int32)
-    return values.view(np.dtype((np.void, 4 * values.shape[1]))).reshape(-1)
+def _dynamic_values(values: jax.Array, names: tuple[str, ...], function: str) -> jax.Array:
+    if values.ndim >= 1 and values.shape[0] == 0:
+        return jax.numpy.zeros((0, len(names)), dtype=np.int32)
+    if not np.issubdtype(values.dtype, np.integer):
+        raise TypeError(
+            f"{function}: Labels values must be integers, got a jax.Array of dtype {values.dtype}"
+        )
+    if values.ndim != 2 or values.shape[1] != len(names):
+        raise ValueError(
+            f"{function}: values must have shape (n, {len(names)}) for the names "
+            f"{list(names)}, got a jax.Array of shape {values.shape}"
+        )
+    return values
 
 
+def _as_row(entry: Any, n_names: int, function: str) -> tuple[int, ...]:
+    """One entry as a tuple of Python ints (a LabelsEntry, a sequence or a 1-D array)."""
+    if isinstance(entry, LabelsEntry):
+        row = tuple(entry._values.tolist())
+    elif isinstance(entry, np.ndarray) and entry.ndim == 1 and entry.dtype.kind in "iu":
+        row = tuple(entry.tolist())
+    elif type(entry) is tuple and all(type(v) is int for v in entry):
+        row = entry
+    else:
+        if isinstance(entry, np.ndarray):
+            entry = entry.tolist()
+        try:
+            row = tuple(map(operator.index, entry))
+        except TypeError:
+            raise TypeError(
+                f"{function}: the entry must be a LabelsEntry or a sequence of {n_names} "
+                f"integers, got {entry!r}"
+            ) from None
+    if len(row) != n_names:
+        raise ValueError(
+            f"{function}: the entry has {len(row)} values but these Labels have {n_names} "
+            "dimensions"
+        )
+    return row
+
+
+# --------------------------------------------------------------------------- lookups
+def _row_dict(values: np.ndarray) -> tuple[dict[tuple[int, ...], int], tuple[int, int] | None]:
+    """``{row: first position}`` of small values, and ``(first, repeat)`` of a duplicate."""
+    rows = list(map(tuple, values.tolist()))
+    lookup = dict(zip(rows, range(len(rows))))
+    if len(lookup) == len(rows):
+        return lookup, None
+    lookup, duplicate = {}, None
+    for i, row in enumerate(rows):
+        first = lookup.setdefault(row, i)
+        if first != i and duplicate is None:
+            duplicate = (first, i)
+    return lookup, duplicate
+
+
+# kinds of the steps that build a key (see _packed_keys)
+_OFFSET, _RANK, _COMPRESS = 0, 1, 2
+
+
+def _packed_keys(values: np.ndarray) -> tuple[np.ndarray, tuple[tuple[Any, ...], ...], int]:
+    """int64 keys of the rows of ``values`` (n > 0 rows, k > 0 columns), the steps that
+    compute them, and the number of possible keys.
+
+    Each step is ``(kind, j, low, width, table)``. ``_OFFSET`` and ``_RANK`` steps append
+    column ``j``, ``key * width + code``, where ``code`` is the value minus the column's
+    minimum ``low``, or, for columns that use few of the values in their range (e.g. atomic
+    numbers), ``table[value - low]``: the rank of the value among the column's distinct
+    values (-1 for absent values). A ``_COMPRESS`` step replaces the key by its rank in
+    ``table``, the sorted distinct keys so far, which keeps the product of the widths in int64
+    whatever the values.
+    """
+    n = len(values)
+    keys = None
+    span = 1
+    steps = []
+    for j in range(values.shape[1]):
+        column = values[:, j]
+        low, high = int(column.min()), int(column.max())
+        width = high - low + 1
+        code = column.astype(np.int64)
+        if low:
+            code -= low
+        step: tuple[Any, ...] = (_OFFSET, j, low, width, None)
+        if 2 < width <= max(n, _TABLE_MIN_SLOTS):
+            present = np.zeros(width, dtype=bool)
+            present[code] = True
+            count = int(np.count_nonzero(present))
+            if 2 * count <= width:
+                ranks = np.cumsum(present, dtype=np.int64) - 1
+                ranks[~present] = -1
+                code = ranks[code]
+                width = count
+                step = (_RANK, j, low, width, ranks)
+        if span * width >= _KEY_LIMIT:
+            distinct = np.unique(keys)
+            keys = np.searchsorted(distinct, keys).astype(np.int64, copy=False)
+            steps.append((_COMPRESS, -1, 0, 0, distinct))
+            span = len(distinct)
+        if keys is None:
+            keys = code
+        else:
+            keys *= width
+            keys += code
+        steps.append(step)
+        span *= width
+    return keys, tuple(steps), span
+
+
+def _bounds(steps: tuple[tuple[Any, ...], ...]) -> dict[int, tuple[int, int]]:
+    """``{column: (min, max)}`` of the values the steps were built from."""
+    bounds = {}
+    for kind, j, low, width, table in steps:
+        if kind != _COMPRESS:
+            bounds[j] = (low, low + (len(table) if kind == _RANK else width) - 1)
+    return bounds
+
+
+def _query_keys(
+    steps: tuple[tuple[Any, ...], ...],
+    rows: np.ndarray,
+    bounds: dict[int, tuple[int, int]] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Keys of arbitrary ``rows`` (m, k) under ``steps``, and which rows can be present
+    (``None`` when all can); keys of the other rows are meaningless. ``bounds`` (see
+    :func:`_bounds`) of the rows, when known, skip the range checks they make useless."""
+    keys = None
+    possible = None
+    for kind, j, low, width, table in steps:
+        if kind == _COMPRESS:
+            rank = np.searchsorted(table, keys)
+            np.minimum(rank, len(table) - 1, out=rank)
+            hit = table[rank] == keys
+            possible = hit if possible is None else np.logical_and(possible, hit, out=possible)
+            keys = rank.astype(np.int64, copy=False)
+            continue
+        code = rows[:, j].astype(np.int64)
+        if low:
+            code -= low
+        # negative offsets become huge unsigned numbers: one comparison checks both bounds
+        if kind == _RANK:
+            inside = code.view(np.uint64) < len(table)
+            if not inside.all():
+                code[~inside] = 0
+            code = table[code]
+            inside &= code >= 0
+        elif bounds is not None and low <= bounds[j][0] and bounds[j][1] < low + width:
+            inside = None
+        else:
+            inside = code.view(np.uint64) < width
+        if inside is not None:
+            possible = (
+                inside if possible is None else np.logical_and(possible, inside, out=possible)
+            )
+        if keys is None:
+            keys = code
+        else:
+            keys *= width
+            keys += code
+    if possible is not None and possible.all():
+        possible = None
+    return keys, possible
+
+
+class _ArrayIndex:
+    """Vectorised lookups in static values ``(n, k)``, ``n > 0``, ``k > 0`` (module docstring).
+
+    ``duplicate`` is ``(first, repeat)`` positions of a repeated entry, or ``None``; with
+    repeated entries (``assume_unique=True`` misused), lookups give the first occurrence.
+    """
+
+    __slots__ = ("duplicate", "n", "order", "sorted_keys", "steps", "table")
+
+    def __init__(self, values: np.ndarray):
+        keys, self.steps, span = _packed_keys(values)
+        n = len(values)
+        self.n = n
+        self.table = self.sorted_keys = self.order = None
+        self.duplicate = None
+        if span <= max(_TABLE_SLOTS_PER_ENTRY * n, _TABLE_MIN_SLOTS):
+            dtype = np.int32 if n <= _INT32_MAX else np.int64
+            table = np.full(span, -1, dtype=dtype)
+            positions = np.arange(n, dtype=dtype)
+            # written backwards so that the first of repeated keys is the one kept
+            table[keys[::-1]] = positions[::-1]
+            hits = table[keys]
+            if not np.array_equal(hits, positions):
+                repeat = int(np.argmax(hits != positions))
+                self.duplicate = (int(hits[repeat]), repeat)
+            self.table = table
+            return
+        if n == 1 or bool(np.all(keys[1:] > keys[:-1])):
+            self.sorted_keys = keys  # already sorted: the common case of sorted labels
+            return
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        same = sorted_keys[1:] == sorted_keys[:-1]
+        if same.any():
+            i = int(np.argmax(same))
+            self.duplicate = (int(order[i]), int(order[i + 1]))
+        self.order = order
+        self.sorted_keys = sorted_keys
+
+    def lookup(
+        self, rows: np.ndarray, bounds: dict[int, tuple[int, int]] | None = None
+    ) -> np.ndarray:
+        """Position of each row of ``rows`` (m, k), -1 where absent; int64 (``bounds``: see
+        :func:`_query_keys`)."""
+        keys, possible = _query_keys(self.steps, rows, bounds)
+        if self.table is not None:
+            if possible is not None:
+                keys[~possible] = 0
+            result = self.table[keys].astype(np.int64, copy=False)
+            if possible is not None:
+                result[~possible] = -1
+            return result
+        index = np.searchsorted(self.sorted_keys, keys)
+        np.minimum(index, self.n - 1, out=index)
+        found = self.sorted_keys[index] == keys
+        if possible is not None:
+            found &= possible
+        if self.order is not None:
+            index = self.order[index]
+        return np.where(found, index, -1)
+
+    def position(self, row: tuple[int, ...]) -> int:
+        """Position of one row (Python ints), -1 if absent."""
+        key = 0
+        for kind, j, low, width, table in self.steps:
+            if kind == _COMPRESS:
+                rank = int(np.searchsorted(table, key))
+                if rank == len(table) or table.item(rank) != key:
+                    return -1
+                key = rank
+                continue
+            code = row[j] - low
+            if kind == _RANK:
+                if code < 0 or code >= len(table):
+                    return -1
+                code = table.item(code)
+                if code < 0:
+                    return -1
+            elif code < 0 or code >= width:
+                return -1
+            key = key * width + code
+        if self.table is not None:
+            return self.table.item(key)
+        index = int(np.searchsorted(self.sorted_keys, key))
+        if index == self.n or self.sorted_keys.item(index) != key:
+            return -1
+        return index if self.order is None else self.order.item(index)
+
+
+# --------------------------------------------------------------------------- printing
+def _print_centered(output: io.StringIO, text: str, width: int, last: bool) -> None:
+    before = (width - len(text)) // 2
+    output.write(" " * before)
+    output.write(text)
+    if not last:
+        output.write(" " * (width - len(text) - before))
+
+
+def _print_table(names: Sequence[str], values: np.ndarray, max_entries: int, indent: int) -> str:
+    """metatensor-core's layout: each column as wide as its longest string plus 2, strings
+    centred, the header unindented, ``...`` between the first and last entries."""
+    widths = [len(name) + 2 for name in names]
+    n = values.shape[0]
+    if max_entries < 0 or n <= max_entries:
+        first, second = values, values[:0]
+    else:
+        max_entries = max(max_entries, 2)
+        after = max_entries // 2
+        first, second = values[: max_entries - after], values[n - after :]
+    first = [[str(v) for v in row] for row in first.tolist()]
+    second = [[str(v) for v in row] for row in second.tolist()]
+    for row in (*first, *second):
+        for j, text in enumerate(row):
+            widths[j] = max(widths[j], len(text) + 2)
+
+    last = len(names) - 1
+    output = io.StringIO()
+    for j, name in enumerate(names):
+        _print_centered(output, name, widths[j], j == last)
+    output.write("\n")
+
+    def write_rows(rows: list[list[str]]) -> None:
+        for row in rows:
+            output.write(" " * indent)
+            for j, text in enumerate(row):
+                _print_centered(output, text, widths[j], j == last)
+            output.write("\n")
+
+    write_rows(first)
+    if second:
+        half = sum(widths) // 2
+        if half > 3:
+            half -= 3
+        output.write(" " * indent + " " * (half + 1) + "...\n")
+        write_rows(second)
+    return output.getvalue()[:-1]
+
+
+# --------------------------------------------------------------------------- LabelsEntry
 class LabelsEntry:
-    """One row of a :class:`Labels`: ``names`` and the integer ``values`` of that row."""
+    """One row of a :class:`Labels`: ``names`` and the integer ``values`` of that row.
+
+    Follows :py:class:`metatensor.LabelsEntry`; in addition, entries compare equal to
+    tuples, lists and arrays of the same values, are hashable, and index by NumPy integers.
+    """
 
     __slots__ = ("_names", "_values")
 
     def __init__(self, names: tuple[str, ...], values: np.ndarray):
-        self._names = names
+        self._names = tuple(names)
         self._values = values
 
     @property
     def names(self) -> list[str]:
+        """Names of the dimensions of this entry."""
         return list(self._names)
 
     @property
     def values(self) -> np.ndarray:
-        """The row, shape ``(len(names),)``."""
+        """The row, shape ``(len(names),)``, int32."""
         return self._values
+
+    @property
+    def device(self) -> Any:
+        """``"cpu"``: entries come from static (host NumPy) labels."""
+        return _device(self._values)
+
+    def print(self) -> str:
+        """This entry as a named tuple: ``(name_1=value_1, name_2=value_2)``."""
+        return "(" + ", ".join(f"{n}={v}" for n, v in zip(self._names, self._values)) + ")"
 
     def __len__(self) -> int:
         return len(self._names)
 
     def __iter__(self) -> Iterator[int]:
-        return (int(v) for v in self._values)
+        return iter(self._values.tolist())
 
-    def __getitem__(self, index: int | str) -> int:
-        if isinstance(index, str):
+    def __getitem__(self, dimension: int | str) -> int:
+        """The value of ``dimension`` (a name, or a position among the names)."""
+        if isinstance(dimension, str):
             try:
-                index = self._names.index(index)
+                dimension = self._names.index(dimension)
             except ValueError:
-                raise ValueError(f"'{index}' is not a name of this entry {self}") from None
-        return int(self._values[index])
+                raise ValueError(
+                    f"LabelsEntry: '{dimension}' not found in the dimensions of this entry "
+                    f"{list(self._names)}"
+                ) from None
+        elif not isinstance(dimension, (int, np.integer)):
+            raise TypeError(
+                f"can only index LabelsEntry with str or int, got {type(dimension).__name__}"
+            )
+        return int(self._values[dimension])
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, LabelsEntry):
-            return self._names == other._names and bool(np.all(self._values == other._values))
+            return self._names == other._names and bool(np.array_equal(self._values, other._values))
         if isinstance(other, (tuple, list, np.ndarray)):
             return len(other) == len(self._values) and bool(np.all(self._values == other))
         return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
 
     def __hash__(self) -> int:
         return hash((self._names, tuple(self)))
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={int(v)}" for n, v in zip(self._names, self._values))
-        return f"LabelsEntry({inner})"
+        return "LabelsEntry" + self.print()
+
+    __str__ = __repr__
 
 
-class Labels(FileMethods):
+# --------------------------------------------------------------------------- Labels
+class Labels:
     """Named integer metadata, following :py:class:`metatensor.Labels`.
 
     Args:
-        names: one name or a sequence of names, each a valid identifier, all different.
-        values: integer array of shape ``(n, len(names))``. A NumPy array (or nested
-            lists) gives static labels, which must have unique rows; a ``jax.Array``
-            gives dynamic labels (see the module docstring).
+        names: the names of the dimensions: a sequence of strings, or one string for a
+            single name (``""`` for no names). Each name is an ASCII identifier; all differ.
+        values: integer array of shape ``(n, len(names))``; any array with no rows (shape
+            ``(0,)``, ``(0, m)``...) gives empty labels. A NumPy array (or nested lists)
+            gives static labels, which must have unique rows; a ``jax.Array`` gives dynamic
+            labels (see the module docstring).
+        assume_unique: skip the check that the rows are unique. Only for rows known to be
+            unique (by construction, or checked before): lookups in labels with repeated
+            rows give the first of them.
+
+    Raises:
+        TypeError: names that are not strings, values that are not integers.
+        ValueError: invalid or repeated names, values of the wrong shape, outside int32, or
+            with repeated rows.
+
+    Deviations from metatensor-core 0.2.6: values may be nested lists or a ``jax.Array``
+    (metatensor takes NumPy arrays and torch tensors only); values outside int32 raise
+    instead of wrapping around; ``append`` adds the dimension after the last one
+    (metatensor's inserts at ``len(self)``, the number of entries); labels are hashable,
+    compare unequal (instead of raising) to other objects, and index by slices and integer
+    arrays (giving Labels); ``select`` returns int64 positions (metatensor: uint64); new
+    dimensions of ``insert`` / ``append`` may be an ``int`` (broadcast), and must be
+    integers (metatensor truncates floats).
     """
 
-    __slots__ = ("__weakref__", "_hash", "_index", "_names", "_values")
-    _LOADERS = ("load_labels", "load_labels_buffer")
+    __slots__ = ("__weakref__", "_dict", "_hash", "_index", "_names", "_unique", "_values")
 
-    def __init__(self, names: str | Sequence[str], values: Any):
+    def __init__(self, names: str | Sequence[str], values: Any, assume_unique: bool = False):
         names = _check_names(names)
         self._names = names
         self._hash: int | None = None
-        self._index: dict[bytes, int] | None = None
+        self._dict: dict[tuple[int, ...], int] | None = None
+        self._index: _ArrayIndex | None = None
         if isinstance(values, jax.Array):
-            if values.ndim != 2 or values.shape[1] != len(names):
-                raise ValueError(
-                    f"Labels values must have shape (n, {len(names)}), got {values.shape}"
-                )
-            if not np.issubdtype(values.dtype, np.integer):
-                raise ValueError(f"Labels values must be integers, got dtype {values.dtype}")
-            self._values = values
+            self._values = _dynamic_values(values, names, "Labels")
+            self._unique = None
             return
-        self._values = _static_values(values, names)
-        if len(names) > 0 and len(self._values) > 1:
-            rows = _row_view(self._values)
-            unique, counts = np.unique(rows, return_counts=True)
-            if len(unique) != len(rows):
-                duplicate = unique[counts > 1][0]
-                first = int(np.nonzero(rows == duplicate)[0][0])
-                raise ValueError(
-                    f"Labels must have unique entries: {self.entry(first)} appears "
-                    f"{int(counts[counts > 1][0])} times"
-                )
+        array = _static_values(values, names, "Labels")
+        array.flags.writeable = False
+        self._values = array
+        if assume_unique:
+            self._unique = None if len(array) > 1 else True
+        else:
+            self._check_unique("Labels")
 
     # ----------------------------------------------------------------- constructors
     @classmethod
     def _unchecked(cls, names: tuple[str, ...], values: Any) -> Labels:
         """Build without validation, for values that are already known to be valid."""
         self = object.__new__(cls)
-        self._names = names
+        self._names = tuple(names)
+        if isinstance(values, np.ndarray):
+            if values.dtype != np.int32 or not values.flags.c_contiguous:
+                values = np.ascontiguousarray(values, dtype=np.int32)
+            if values.flags.writeable:
+                values.flags.writeable = False
         self._values = values
         self._hash = None
+        self._dict = None
         self._index = None
-        if isinstance(values, np.ndarray) and values.flags.writeable:
-            values.flags.writeable = False
+        self._unique = None
         return self
+
+    def _check_unique(self, function: str) -> None:
+        """Build the lookup index of static values and raise if a row repeats."""
+        values = self._values
+        n = len(values)
+        if not self._names or n < 2:
+            self._unique = n < 2
+            return
+        if n <= _SMALL:
+            self._dict, duplicate = _row_dict(values)
+        else:
+            self._index = _ArrayIndex(values)
+            duplicate = self._index.duplicate
+        if duplicate is not None:
+            first, repeat = duplicate
+            entry = LabelsEntry(self._names, values[first]).print()
+            raise ValueError(
+                f"{function}: Labels values must have unique entries, but {entry} is at rows "
+                f"{first} and {repeat}; remove the repeated rows (e.g. np.unique(values, "
+                "axis=0)), or pass assume_unique=True only for rows known to be unique"
+            )
+        self._unique = True
 
     @classmethod
     def single(cls) -> Labels:
@@ -186,17 +644,20 @@ class Labels(FileMethods):
     @classmethod
     def empty(cls, names: str | Sequence[str]) -> Labels:
         """Labels with the given names and no entries."""
-        names = _check_names(names)
+        names = _check_names(names, "Labels.empty")
         return cls(names, np.zeros((0, len(names)), dtype=np.int32))
 
     @classmethod
     def range(cls, name: str, end: int) -> Labels:
         """Labels with one dimension ``name`` and the entries ``0, 1, ..., end - 1``."""
-        return cls([name], np.arange(end, dtype=np.int32).reshape(-1, 1))
+        labels = cls([name], np.arange(end, dtype=np.int32).reshape(-1, 1), assume_unique=True)
+        labels._unique = True
+        return labels
 
     # ----------------------------------------------------------------- basic properties
     @property
     def names(self) -> list[str]:
+        """Names of the dimensions."""
         return list(self._names)
 
     @property
@@ -223,7 +684,10 @@ class Labels(FileMethods):
             values = np.asarray(self._values)
         except TRACER_ERRORS:
             raise ValueError(
-                f"cannot make dynamic Labels {self._names} static inside a jax transformation"
+                f"Labels.to_static: the values of the Labels {list(self._names)} are a traced "
+                "jax.Array (inside jax.jit or another transformation), only known at run time; "
+                "call to_static() outside the transformation, or build the labels from NumPy "
+                "values there"
             ) from None
         return Labels(self._names, values)
 
@@ -245,10 +709,19 @@ class Labels(FileMethods):
     def require_static(self, operation: str) -> Labels:
         """Return ``self`` if static, else raise a ``ValueError`` naming ``operation``."""
         if self.is_dynamic:
+            traced = isinstance(self._values, jax.core.Tracer)
+            where = (
+                "a traced jax.Array, only known at run time inside jax.jit or another "
+                "transformation"
+                if traced
+                else "a jax.Array"
+            )
             raise ValueError(
                 f"{operation} needs the values of the labels {list(self._names)}, but they are "
-                "dynamic (a JAX array that is only known at run time); use static labels, or "
-                "an operation that only needs names and sizes"
+                f"dynamic: their values are {where}. Build static labels from NumPy values, "
+                "Labels(names, np.asarray(values)), or call labels.to_static() outside jax "
+                "transformations; dynamic labels only support operations that need names "
+                "and sizes"
             )
         return self
 
@@ -260,20 +733,23 @@ class Labels(FileMethods):
         return (LabelsEntry(self._names, row) for row in self._values)
 
     def __getitem__(self, index: Any) -> Any:
+        """A name gives its column, an integer its entry; a slice or an integer array the
+        Labels of those entries (an eqx_tensor extension)."""
         if isinstance(index, str):
             return self.column(index)
         if isinstance(index, (int, np.integer)):
             return self.entry(int(index))
-        if isinstance(index, slice) or (
-            isinstance(index, (np.ndarray, list)) and not isinstance(index, str)
-        ):
+        if isinstance(index, (slice, np.ndarray, list)):
             values = self._values[index]
             if self.is_dynamic:
                 return Labels._unchecked(self._names, values)
-            return Labels._unchecked(self._names, np.ascontiguousarray(values))
+            result = Labels._unchecked(self._names, values)
+            if isinstance(index, slice) and self._unique:
+                result._unique = True
+            return result
         raise TypeError(
-            f"Labels can be indexed by a name (str), an entry (int), a slice or an integer "
-            f"array, got {type(index).__name__}"
+            "Labels can only be indexed by a single string or integer (or, in eqx_tensor, a "
+            f"slice or an integer array), got {type(index).__name__}"
         )
 
     def entry(self, index: int) -> LabelsEntry:
@@ -284,81 +760,143 @@ class Labels(FileMethods):
             raise IndexError(f"entry index {index} is out of range for Labels with {n} entries")
         return LabelsEntry(self._names, self._values[index])
 
-    def column(self, name: str) -> Any:
-        """The values of dimension ``name``, shape ``(len(self),)``."""
-        return self._values[:, self._dimension_index(name)]
+    def column(self, dimension: str) -> Any:
+        """The values of ``dimension``, shape ``(len(self),)``."""
+        if not isinstance(dimension, str):
+            raise TypeError(
+                f"Labels.column: the dimension must be a str, got {type(dimension).__name__}"
+            )
+        return self._values[:, self._dimension_index(dimension, "Labels.column")]
 
-    def _dimension_index(self, name: str) -> int:
+    def _dimension_index(self, name: str, function: str = "Labels") -> int:
         try:
             return self._names.index(name)
         except ValueError:
             raise ValueError(
-                f"'{name}' is not a dimension of these Labels, names are {list(self._names)}"
+                f"{function}: '{name}' is not a dimension of these Labels, names are "
+                f"{list(self._names)}"
             ) from None
 
     # ----------------------------------------------------------------- lookups
+    def _known_bounds(self) -> dict[int, tuple[int, int]] | None:
+        """Range of each column, when the index (built anyway) has it."""
+        return None if self._index is None else _bounds(self._index.steps)
+
     def _lookup(self) -> dict[bytes, int]:
+        """``{row.tobytes(): position}`` of static labels (first occurrence of repeats).
+
+        Kept for callers written against the former implementation
+        (``operations.reduce_over_samples._positions_in``); :meth:`positions` does the same
+        lookups vectorised.
+        """
+        self.require_static("Labels._lookup")
+        if not self._names:
+            return {b"": 0} if len(self._values) else {}
+        width = 4 * len(self._names)
+        rows = self._values.view(np.dtype((np.void, width))).reshape(-1).tolist()
+        return dict(zip(reversed(rows), range(len(rows) - 1, -1, -1)))
+
+    def _lookup_dict(self) -> dict[tuple[int, ...], int]:
+        if self._dict is None:
+            self._dict = _row_dict(self._values)[0]
+        return self._dict
+
+    def _array_index(self) -> _ArrayIndex:
         if self._index is None:
-            self._index = {row.tobytes(): i for i, row in enumerate(self._values)}
+            self._index = _ArrayIndex(self._values)
         return self._index
 
+    def _positions_of_rows(
+        self, rows: np.ndarray, bounds: dict[int, tuple[int, int]] | None = None
+    ) -> np.ndarray:
+        """Position of each row of ``rows`` (m, k) in these static labels, -1 if absent;
+        ``bounds``: the range of each column of ``rows``, when known (see :func:`_bounds`)."""
+        n, m = len(self._values), len(rows)
+        if n == 0 or m == 0:
+            return np.full(m, -1, dtype=np.int64)
+        if not self._names:
+            return np.zeros(m, dtype=np.int64)  # every row is the empty entry
+        if self._index is None and n <= _SMALL and m <= _SMALL:
+            lookup = self._lookup_dict()
+            return np.array(
+                [lookup.get(row, -1) for row in map(tuple, rows.tolist())], dtype=np.int64
+            )
+        return self._array_index().lookup(rows, bounds)
+
     def position(self, entry: LabelsEntry | Sequence[int] | np.ndarray) -> int | None:
-        """Index of ``entry`` in these labels, or ``None`` if it is not there."""
-        self.require_static("Labels.position")
-        if isinstance(entry, LabelsEntry):
-            if entry._names != self._names:
-                raise ValueError(
-                    f"entry names {list(entry._names)} differ from labels names {list(self._names)}"
-                )
-            row = entry.values
+        """Index of ``entry`` in these labels, or ``None`` if it is not there.
+
+        ``entry`` is a :class:`LabelsEntry` (only its values count, as in metatensor) or a
+        sequence / 1-D array of ``len(self.names)`` integers.
+        """
+        values = self._values
+        if not isinstance(values, np.ndarray):
+            self.require_static("Labels.position")
+        # the common entries first: this runs often, on small labels
+        if type(entry) is LabelsEntry:
+            row = tuple(entry._values.tolist())
+            if len(row) != len(self._names):
+                row = _as_row(entry, len(self._names), "Labels.position")  # raises
         else:
-            row = np.asarray(entry)
-            if row.shape != (len(self._names),):
-                raise ValueError(
-                    f"entry must have {len(self._names)} values for names {list(self._names)}, "
-                    f"got shape {row.shape}"
-                )
-        return self._lookup().get(np.asarray(row, dtype=np.int32).tobytes())
+            row = _as_row(entry, len(self._names), "Labels.position")
+        if values.shape[0] <= _POSITION_DICT:
+            lookup = self._dict
+            if lookup is None:
+                lookup = self._lookup_dict()
+            return lookup.get(row)
+        if not self._names:
+            return 0
+        position = self._array_index().position(row)
+        return None if position < 0 else position
 
     def __contains__(self, entry: Any) -> bool:
         return self.position(entry) is not None
 
     def positions(self, other: Labels) -> np.ndarray:
-        """Index in ``self`` of each entry of ``other`` (same names), -1 where missing."""
+        """Index in ``self`` of each entry of ``other`` (same names), -1 where missing.
+
+        Returns:
+            int64 array of shape ``(len(other),)``.
+        """
         self._check_same_names(other, "positions")
-        other.require_static("Labels.positions")
-        lookup = self._lookup()
-        return np.array([lookup.get(row.tobytes(), -1) for row in other._values], dtype=np.int64)
+        return self._positions_of_rows(other._values, other._known_bounds())
 
     def select(self, selection: Labels) -> np.ndarray:
         """Indices of the entries matching ``selection`` on the dimensions it names.
 
         ``selection`` names a subset of this labels' dimensions; an entry is selected when
-        its values on those dimensions equal one of the selection entries.
+        its values on those dimensions equal one of the selection entries. As in
+        metatensor-core, a selection with exactly the names of these labels (in the same
+        order) gives the positions of its entries in its own order (missing ones skipped),
+        any other selection the matching entries in the order of these labels, and a
+        selection without names every entry.
+
+        Returns:
+            int64 array of positions.
         """
         self.require_static("Labels.select")
         if not isinstance(selection, Labels):
-            raise TypeError(f"selection must be Labels, got {type(selection).__name__}")
+            raise TypeError(
+                f"Labels.select: selection must be Labels, got {type(selection).__name__}"
+            )
         selection.require_static("Labels.select")
-        columns = [self._dimension_index(name) for name in selection._names]
-        if len(columns) == 0:
-            return np.arange(len(self), dtype=np.int64) if len(selection) else np.zeros(0, int)
+        if not selection._names:
+            return np.arange(len(self), dtype=np.int64)
+        columns = [self._dimension_index(name, "Labels.select") for name in selection._names]
         if selection._names == self._names:
-            # metatensor-core returns full-entry selections in the order of the selection
-            positions = self.positions(selection)
-            return positions[positions >= 0].astype(np.int64)
-        mine = _row_view(self._values[:, columns])
-        wanted = _row_view(selection._values)
-        return np.nonzero(np.isin(mine, wanted))[0].astype(np.int64)
+            positions = self._positions_of_rows(selection._values, selection._known_bounds())
+            return positions[positions >= 0]
+        rows = self._values[:, columns]
+        return np.nonzero(selection._positions_of_rows(rows) >= 0)[0].astype(np.int64)
 
     # ----------------------------------------------------------------- set operations
     def _check_same_names(self, other: Labels, operation: str) -> None:
         if not isinstance(other, Labels):
-            raise TypeError(f"{operation} expects Labels, got {type(other).__name__}")
+            raise TypeError(f"Labels.{operation} expects Labels, got {type(other).__name__}")
         if other._names != self._names:
             raise ValueError(
-                f"{operation} needs Labels with the same names, got {list(self._names)} and "
-                f"{list(other._names)}"
+                f"Labels.{operation} needs Labels with the same names, got {list(self._names)} "
+                f"and {list(other._names)}"
             )
         self.require_static(f"Labels.{operation}")
         other.require_static(f"Labels.{operation}")
@@ -368,25 +906,57 @@ class Labels(FileMethods):
         return self.union_and_mapping(other)[0]
 
     def union_and_mapping(self, other: Labels) -> tuple[Labels, np.ndarray, np.ndarray]:
-        """Union, and the position in it of each entry of ``self`` and of ``other``."""
+        """Union, and the position in it of each entry of ``self`` and of ``other``.
+
+        Returns:
+            ``(union, mapping_1, mapping_2)``, the mappings int64 of shapes ``(len(self),)``
+            and ``(len(other),)``.
+        """
         self._check_same_names(other, "union")
-        lookup = dict(self._lookup())
-        extra = []
-        mapping_2 = np.empty(len(other), dtype=np.int64)
-        for i, row in enumerate(other._values):
-            key = row.tobytes()
-            position = lookup.get(key)
+        n = len(self._values)
+        if self._index is None and n <= _SMALL and len(other._values) <= _SMALL:
+            return self._small_union(other)
+        positions = self._positions_of_rows(other._values, other._known_bounds())
+        new = np.nonzero(positions < 0)[0]
+        mapping_2 = positions
+        values = self._values
+        if len(new):
+            rows = other._values[new]
+            new_ids = np.arange(len(new), dtype=np.int64)
+            if other._unique is not True and len(new) > 1:
+                # other may repeat an entry: its first occurrence gets the new position
+                first = Labels._unchecked(self._names, rows)._positions_of_rows(rows)
+                kept = first == new_ids
+                if not kept.all():
+                    new_ids = (np.cumsum(kept) - 1)[first]
+                    rows = rows[kept]
+            mapping_2[new] = n + new_ids
+            values = np.concatenate([values, rows], axis=0)
+        result = Labels._unchecked(self._names, values)
+        result._unique = True if self._unique else None
+        return result, np.arange(n, dtype=np.int64), mapping_2
+
+    def _small_union(self, other: Labels) -> tuple[Labels, np.ndarray, np.ndarray]:
+        """:meth:`union_and_mapping` of small labels, with dicts (faster than NumPy there)."""
+        n = len(self._values)
+        lookup = self._lookup_dict()
+        extra: dict[tuple[int, ...], int] = {}
+        mapping_2 = []
+        for row in map(tuple, other._values.tolist()):
+            position = lookup.get(row)
             if position is None:
-                position = len(lookup)
-                lookup[key] = position
-                extra.append(row)
-            mapping_2[i] = position
+                position = extra.setdefault(row, n + len(extra))
+            mapping_2.append(position)
+        values = self._values
         if extra:
-            values = np.concatenate([self._values, np.stack(extra)], axis=0)
-        else:
-            values = self._values
-        mapping_1 = np.arange(len(self), dtype=np.int64)
-        return Labels._unchecked(self._names, values), mapping_1, mapping_2
+            new = np.array(list(extra), dtype=np.int32).reshape(len(extra), len(self._names))
+            values = np.concatenate([values, new], axis=0)
+        result = Labels._unchecked(self._names, values)
+        if self._unique and len(lookup) == n:
+            result._unique = True
+            result._dict = {**lookup, **extra} if len(values) <= _SMALL else None
+        mapping_1 = np.arange(n, dtype=np.int64)
+        return result, mapping_1, np.array(mapping_2, dtype=np.int64)
 
     def intersection(self, other: Labels) -> Labels:
         """Entries both in ``self`` and ``other``.
@@ -397,117 +967,233 @@ class Labels(FileMethods):
         return self.intersection_and_mapping(other)[0]
 
     def intersection_and_mapping(self, other: Labels) -> tuple[Labels, np.ndarray, np.ndarray]:
-        """Intersection, and the position in it of each entry of ``self``/``other`` (or -1)."""
+        """Intersection, and the position in it of each entry of ``self``/``other`` (or -1).
+
+        Returns:
+            ``(intersection, mapping_1, mapping_2)``, the mappings int64 of shapes
+            ``(len(self),)`` and ``(len(other),)``.
+        """
         self._check_same_names(other, "intersection")
-        if len(other) < len(self):
-            result, mapping_2, mapping_1 = other.intersection_and_mapping(self)
-            return result, mapping_1, mapping_2
-        in_other = other.positions(self) >= 0
-        values = self._values[in_other]
-        mapping_1 = np.full(len(self), -1, dtype=np.int64)
-        mapping_1[in_other] = np.arange(int(in_other.sum()))
-        result = Labels._unchecked(self._names, np.ascontiguousarray(values))
-        mapping_2 = result.positions(other) if len(other) else np.zeros(0, dtype=np.int64)
-        return result, mapping_1, mapping_2
+        swap = len(other._values) < len(self._values)
+        first, second = (other, self) if swap else (self, other)
+        positions = second._positions_of_rows(first._values, first._known_bounds())
+        found = np.nonzero(positions >= 0)[0]
+        new_positions = np.arange(len(found), dtype=np.int64)
+        mapping_first = np.full(len(first._values), -1, dtype=np.int64)
+        mapping_first[found] = new_positions
+        mapping_second = np.full(len(second._values), -1, dtype=np.int64)
+        mapping_second[positions[found]] = new_positions
+        result = Labels._unchecked(self._names, first._values[found])
+        result._unique = True if first._unique else None
+        if swap:
+            return result, mapping_second, mapping_first
+        return result, mapping_first, mapping_second
 
     def difference(self, other: Labels) -> Labels:
         """Entries of ``self`` that are not in ``other``."""
         return self.difference_and_mapping(other)[0]
 
     def difference_and_mapping(self, other: Labels) -> tuple[Labels, np.ndarray]:
-        """Difference, and the position in it of each entry of ``self`` (or -1)."""
+        """Difference, and the position in it of each entry of ``self`` (or -1).
+
+        Returns:
+            ``(difference, mapping)``, the mapping int64 of shape ``(len(self),)``.
+        """
         self._check_same_names(other, "difference")
-        keep = other.positions(self) < 0
-        mapping = np.full(len(self), -1, dtype=np.int64)
-        mapping[keep] = np.arange(int(keep.sum()))
-        values = np.ascontiguousarray(self._values[keep])
-        return Labels._unchecked(self._names, values), mapping
+        kept = np.nonzero(other._positions_of_rows(self._values, self._known_bounds()) < 0)[0]
+        mapping = np.full(len(self._values), -1, dtype=np.int64)
+        mapping[kept] = np.arange(len(kept), dtype=np.int64)
+        result = Labels._unchecked(self._names, self._values[kept])
+        result._unique = True if self._unique else None
+        return result, mapping
 
     # ----------------------------------------------------------------- dimension edits
-    def _new_column(self, name: str, values: Any) -> Any:
-        if name in self._names:
-            raise ValueError(f"'{name}' is already a dimension of these Labels")
-        if isinstance(values, (int, np.integer)):
-            values = np.full(len(self), values, dtype=np.int32)
-        if self.is_dynamic or isinstance(values, jax.Array):
-            column = jax.numpy.asarray(values, dtype=np.int32)
+    def _new_column(self, name: str, values: Any, function: str) -> Any:
+        """The values of a new dimension: an int (broadcast) or one integer per entry."""
+        n = len(self)
+        if isinstance(values, (int, np.integer)) and not isinstance(values, (bool, np.bool_)):
+            if not _INT32_MIN <= int(values) <= _INT32_MAX:
+                raise ValueError(f"{function}: the value of '{name}' must fit in int32")
+            if self.is_dynamic:
+                return jax.numpy.full(n, int(values), dtype=np.int32)
+            return np.full(n, int(values), dtype=np.int32)
+        if isinstance(values, jax.Array):
+            if not np.issubdtype(values.dtype, np.integer):
+                raise TypeError(
+                    f"{function}: `values` of the new dimension '{name}' must be integers, got "
+                    f"dtype {values.dtype}"
+                )
+            column = values
         else:
-            column = np.asarray(values)
-            if column.dtype.kind not in "iu":
-                raise ValueError(f"values for dimension '{name}' must be integers")
-        if column.shape != (len(self),):
+            try:
+                column = np.asarray(values)
+            except (TypeError, ValueError) as error:
+                raise TypeError(
+                    f"{function}: `values` of the new dimension '{name}' must be an integer "
+                    f"array of shape ({n},): {error}"
+                ) from None
+            if column.dtype == object:
+                raise TypeError(f"{function}: `values` of '{name}' must be integers, got objects")
+            _check_integer_dtype(column.dtype, f"{function}: `values` of '{name}'")
+        if column.ndim != 1 or column.shape[0] != n:
             raise ValueError(
-                f"values for dimension '{name}' must have shape ({len(self)},), got {column.shape}"
+                f"{function}: `values` of the new dimension '{name}' must be a 1-D array of "
+                f"shape ({n},), one value per entry, got shape {tuple(column.shape)}"
             )
+        if isinstance(column, np.ndarray):
+            _check_int32_range(column, f"{function}: `values` of '{name}'")
         return column
 
     def insert(self, index: int, name: str, values: Any) -> Labels:
-        """New labels with dimension ``name`` inserted at position ``index``."""
-        _check_names([name])
-        column = self._new_column(name, values)
-        if not 0 <= index <= len(self._names):
-            raise ValueError(f"insert index {index} out of range for {len(self._names)} names")
+        """New labels with dimension ``name`` inserted before position ``index``.
+
+        Args:
+            index: position among the names, ``-len(names) <= index <= len(names)``
+                (negative values count from the end, as ``numpy.insert``).
+            name: the new name.
+            values: one integer per entry, shape ``(len(self),)`` (NumPy, nested lists or a
+                ``jax.Array``, which makes the result dynamic), or one ``int`` for all.
+        """
+        function = "Labels.insert"
+        (name,) = _check_names([name], function)
+        if name in self._names:
+            raise ValueError(
+                f"{function}: '{name}' is already a dimension of these Labels {list(self._names)}"
+            )
+        try:
+            index = operator.index(index)
+        except TypeError:
+            raise TypeError(
+                f"{function}: index must be an int, got {type(index).__name__}"
+            ) from None
+        n_names = len(self._names)
+        if not -n_names <= index <= n_names:
+            raise IndexError(
+                f"{function}: index {index} is out of range for Labels with {n_names} "
+                f"dimensions (from {-n_names} to {n_names})"
+            )
+        if index < 0:
+            index += n_names
+        column = self._new_column(name, values, function)
         names = (*self._names[:index], name, *self._names[index:])
-        xp = (
-            np
-            if isinstance(self._values, np.ndarray) and isinstance(column, np.ndarray)
-            else (jax.numpy)
-        )
-        new = xp.concatenate(
-            [self._values[:, :index], column[:, None].astype(np.int32), self._values[:, index:]],
+        if isinstance(self._values, np.ndarray) and isinstance(column, np.ndarray):
+            new = np.concatenate(
+                [
+                    self._values[:, :index],
+                    column[:, None].astype(np.int32),
+                    self._values[:, index:],
+                ],
+                axis=1,
+            )
+            result = Labels._unchecked(names, new)
+            if self._unique and n_names:
+                result._unique = True  # more columns keep the rows unique
+            else:
+                result._check_unique(function)
+            return result
+        jnp = jax.numpy
+        new = jnp.concatenate(
+            [
+                jnp.asarray(self._values[:, :index]),
+                jnp.asarray(column, dtype=np.int32)[:, None],
+                jnp.asarray(self._values[:, index:]),
+            ],
             axis=1,
         )
-        return Labels(names, new) if xp is np else Labels._unchecked(names, new)
+        return Labels._unchecked(names, new)
 
     def append(self, name: str, values: Any) -> Labels:
-        """New labels with dimension ``name`` added last."""
+        """New labels with dimension ``name`` added after the last one (see :meth:`insert`)."""
         return self.insert(len(self._names), name, values)
 
     def remove(self, name: str) -> Labels:
         """New labels without dimension ``name``; fails if that makes entries repeat."""
-        index = self._dimension_index(name)
+        function = "Labels.remove"
+        if not isinstance(name, str) or name not in self._names:
+            raise ValueError(
+                f"{function}: '{name}' not found in the dimensions of these Labels "
+                f"{list(self._names)}"
+            )
+        index = self._names.index(name)
         names = self._names[:index] + self._names[index + 1 :]
-        xp = np if isinstance(self._values, np.ndarray) else jax.numpy
-        values = xp.concatenate([self._values[:, :index], self._values[:, index + 1 :]], axis=1)
-        if xp is np:
-            try:
-                return Labels(names, values)
-            except ValueError as error:
-                raise ValueError(
-                    f"removing dimension '{name}' would leave repeated entries: {error}"
-                ) from None
-        return Labels._unchecked(names, values)
+        if not isinstance(self._values, np.ndarray):
+            values = jax.numpy.concatenate(
+                [self._values[:, :index], self._values[:, index + 1 :]], axis=1
+            )
+            return Labels._unchecked(names, values)
+        values = np.concatenate([self._values[:, :index], self._values[:, index + 1 :]], axis=1)
+        result = Labels._unchecked(names, values)
+        try:
+            result._check_unique(function)
+        except ValueError as error:
+            raise ValueError(
+                f"{function}: removing dimension '{name}' would leave repeated entries: {error}"
+            ) from None
+        return result
 
     def rename(self, old: str, new: str) -> Labels:
         """New labels with dimension ``old`` renamed ``new``."""
-        index = self._dimension_index(old)
-        _check_names([new])
-        if new in self._names and new != old:
-            raise ValueError(f"'{new}' is already a dimension of these Labels")
-        names = (*self._names[:index], new, *self._names[index + 1 :])
-        return Labels._unchecked(names, self._values)
+        function = "Labels.rename"
+        if not isinstance(old, str) or old not in self._names:
+            raise ValueError(
+                f"{function}: '{old}' not found in the dimensions of these Labels "
+                f"{list(self._names)}"
+            )
+        (new,) = _check_names([new], function)
+        if new != old and new in self._names:
+            raise ValueError(
+                f"{function}: '{new}' is already a dimension of these Labels {list(self._names)}"
+            )
+        index = self._names.index(old)
+        result = Labels._unchecked(
+            (*self._names[:index], new, *self._names[index + 1 :]), self._values
+        )
+        # same values: the lookup structures carry over
+        result._unique, result._dict, result._index = self._unique, self._dict, self._index
+        return result
 
     def permute(self, dimensions_indexes: Sequence[int]) -> Labels:
-        """New labels with the dimensions reordered: new dimension i is old ``indexes[i]``."""
-        order = [int(i) for i in dimensions_indexes]
-        if sorted(order) != list(range(len(self._names))):
+        """New labels with the dimensions reordered: new dimension i is old ``indexes[i]``.
+
+        Negative indexes count from the end, as in metatensor.
+        """
+        function = "Labels.permute"
+        try:
+            order = [operator.index(i) for i in dimensions_indexes]
+        except TypeError:
+            raise TypeError(
+                f"{function}: `dimensions_indexes` must be a sequence of int, got "
+                f"{dimensions_indexes!r}"
+            ) from None
+        n_names = len(self._names)
+        if len(order) != n_names:
             raise ValueError(
-                f"permute needs a permutation of 0..{len(self._names) - 1}, got {order}"
+                f"{function}: the length of `dimensions_indexes` ({len(order)}) does not match "
+                f"the number of dimensions in the Labels ({n_names})"
+            )
+        for i in order:
+            if not -n_names <= i < n_names:
+                raise IndexError(
+                    f"{function}: dimension index {i} is out of range for Labels with "
+                    f"{n_names} dimensions"
+                )
+        order = [i % n_names for i in order]
+        if len(set(order)) != n_names:
+            raise ValueError(
+                f"{function}: `dimensions_indexes` must be a permutation of 0..{n_names - 1} "
+                f"(each dimension once), got {list(dimensions_indexes)}"
             )
         names = tuple(self._names[i] for i in order)
-        values = self._values[:, order]
-        if isinstance(values, np.ndarray):
-            values = np.ascontiguousarray(values)
-        return Labels._unchecked(names, values)
+        result = Labels._unchecked(names, self._values[:, order])
+        result._unique = self._unique
+        return result
 
     def view(self, names: str | Sequence[str]) -> Labels:
-        """Labels restricted to some dimensions; rows may repeat, so the result is unchecked."""
-        names = _check_names(names)
-        columns = [self._dimension_index(name) for name in names]
-        values = self._values[:, columns]
-        if isinstance(values, np.ndarray):
-            values = np.ascontiguousarray(values)
-        return Labels._unchecked(names, values)
+        """Labels restricted to some dimensions (an eqx_tensor extension); rows may repeat,
+        so the result is unchecked."""
+        names = _check_names(names, "Labels.view")
+        columns = [self._dimension_index(name, "Labels.view") for name in names]
+        return Labels._unchecked(names, self._values[:, columns])
 
     # ----------------------------------------------------------------- equality, hashing
     def __eq__(self, other: object) -> bool:
@@ -539,38 +1225,25 @@ class Labels(FileMethods):
 
     # ----------------------------------------------------------------- printing
     def print(self, max_entries: int = -1, indent: int = 0) -> str:
-        """Table of names and values; at most ``max_entries`` rows (-1 for all)."""
-        if self.is_dynamic:
-            return " " * indent + f"{'  '.join(self._names)}  ({len(self)} dynamic entries)"
-        rows = [[str(int(v)) for v in row] for row in self._values]
-        widths = [
-            max([len(name)] + [len(row[j]) for row in rows]) for j, name in enumerate(self._names)
-        ]
-        header = "  ".join(name.ljust(w) for name, w in zip(self._names, widths)).rstrip()
+        """These labels as a table, in metatensor's layout.
 
-        def format_row(row: list[str]) -> str:
-            cells = []
-            for value, width in zip(row, widths):
-                left = (width - len(value)) // 2
-                cells.append((" " * left + value).ljust(width))
-            return (" " * indent + "  ".join(cells)).rstrip()
-
-        lines = [" " * indent + header]
-        if 0 <= max_entries < len(rows):
-            head = (max_entries + 1) // 2
-            tail = max_entries - head
-            lines += [format_row(r) for r in rows[:head]]
-            lines.append(" " * (indent + max(len(header) // 2 - 1, 0)) + "...")
-            lines += [format_row(r) for r in rows[len(rows) - tail :]] if tail else []
-        else:
-            lines += [format_row(r) for r in rows]
-        return "\n".join(lines)
+        Args:
+            max_entries: how many entries to show (the first and last ones around ``...``);
+                ``-1`` shows all.
+            indent: spaces before each line but the first (the header).
+        """
+        try:
+            values = np.asarray(self._values)
+        except TRACER_ERRORS:
+            header = _print_table(self._names, np.zeros((0, len(self._names)), np.int32), -1, 0)
+            return f"{header}\n{' ' * indent}<{len(self)} dynamic entries, traced>"
+        return _print_table(self._names, values, max_entries, indent)
 
     def __str__(self) -> str:
-        return "Labels(\n" + self.print(max_entries=4, indent=4) + "\n)"
+        return "Labels\n   " + self.print(4, 3)
 
     def __repr__(self) -> str:
-        return "Labels(\n" + self.print(max_entries=20, indent=4) + "\n)"
+        return "Labels\n   " + self.print(-1, 3)
 
 
 def _device(array: Any) -> Any:

@@ -1,4 +1,11 @@
-"""Shared test configuration: float64 on, and the path to the shared metatensor files."""
+"""Shared test configuration: the precision of the run, and the path to the shared metatensor files.
+
+The suite runs in two configurations, each in its own process: float64 (the default here:
+``jax_enable_x64`` on) and JAX's own default, float32 (``JAX_ENABLE_X64=0 python -m pytest``),
+which is what users get. Tests that only make sense in one of them are marked ``x64_only`` or
+``x32_only`` and skipped in the other; tolerances that depend on the precision come from
+:data:`tests.helpers.TOL` / :func:`tests.helpers.tol`.
+"""
 
 import os
 from pathlib import Path
@@ -6,7 +13,34 @@ from pathlib import Path
 import jax
 import pytest
 
-jax.config.update("jax_enable_x64", True)
+X64 = os.environ.get("JAX_ENABLE_X64", "1").strip().lower() not in ("0", "false", "no", "off")
+jax.config.update("jax_enable_x64", X64)
+
+
+def _compile_without_llvm_optimizations() -> None:
+    """Start this process's XLA backend with LLVM's optimisation passes off.
+
+    The tests' arrays are tiny: their time goes into compiling, not running, and without
+    these passes XLA compiles about a third faster. The generated code is slower but computes
+    the same operations (results agree to rounding). Only this process: XLA reads
+    ``XLA_FLAGS`` once, when the backend starts, and the variable is restored afterwards, so
+    that subprocesses (the notebooks, the demo) keep the defaults. A level already given in
+    ``XLA_FLAGS`` is kept.
+    """
+    previous = os.environ.get("XLA_FLAGS")
+    if "xla_backend_optimization_level" in (previous or ""):
+        return
+    os.environ["XLA_FLAGS"] = f"{previous or ''} --xla_backend_optimization_level=0".strip()
+    try:
+        jax.devices()
+    finally:
+        if previous is None:
+            del os.environ["XLA_FLAGS"]
+        else:
+            os.environ["XLA_FLAGS"] = previous
+
+
+_compile_without_llvm_optimizations()
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("EQX_TENSOR_DATA", ROOT.parent / "shared" / "data" / "metatensor"))
@@ -28,3 +62,17 @@ def data_path(name: str) -> Path:
 def data_dir() -> Path:
     data_path("README.md")
     return DATA_DIR
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"eqx_tensor tests: jax_enable_x64={X64} (set JAX_ENABLE_X64=0 for the float32 run)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_x64 = pytest.mark.skip(reason="float64 only: the run has x64 off (JAX_ENABLE_X64=0)")
+    skip_x32 = pytest.mark.skip(reason="float32 only: the run has x64 on")
+    for item in items:
+        if not X64 and "x64_only" in item.keywords:
+            item.add_marker(skip_x64)
+        if X64 and "x32_only" in item.keywords:
+            item.add_marker(skip_x32)

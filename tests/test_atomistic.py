@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import FLOAT, assert_close, tol
 
 import eqx_tensor as eqt
 from eqx_tensor import o3
@@ -69,7 +70,7 @@ def assert_same_pairs(ours, reference, atol=1e-12):
     missing, extra = sorted(set(reference) - set(ours)), sorted(set(ours) - set(reference))
     assert not missing and not extra, f"missing {missing[:5]}, extra {extra[:5]}"
     for key, vector in reference.items():
-        np.testing.assert_allclose(ours[key], vector, rtol=0, atol=atol)
+        assert_close(ours[key], vector, rtol=0, atol=atol)
 
 
 def random_atoms(rng, n, cell, pbc, outside=0.0):
@@ -116,12 +117,12 @@ def test_neighbor_list_matches_ase_and_numpy(case):
     rng = np.random.default_rng(sum(map(ord, case)))
     atoms = random_atoms(rng, n, cell, pbc, outside)
     systems = Systems.from_ase(atoms)
-    assert systems.positions.dtype == jnp.float64
+    assert systems.positions.dtype == FLOAT
 
     _, pairs = build(systems, cutoff)
     n_pairs = int(pairs.n_pairs)
     assert not bool(pairs.overflow) and 0 < n_pairs < CAPACITY
-    assert pairs.vectors.dtype == jnp.float64
+    assert pairs.vectors.dtype == FLOAT
     ours = as_dict(pairs)
     reference = ase_pairs(atoms, cutoff)
     assert_same_pairs(ours, reference)
@@ -313,21 +314,22 @@ def test_gradients_against_finite_differences():
     def energy(positions, cells):
         return value_and_grad(positions, cells)[0]
 
-    eps = 1e-6
+    # float32: the rounding of the energy (~40 x 6e-8) over the step sets the error (~1e-3)
+    eps, rtol, atol = tol(1e-6, 1e-2), tol(1e-6, 1e-3), tol(1e-8, 1e-3)
     for index in [(0, 0), (2, 1), (5, 2)]:
         step = jnp.zeros_like(systems.positions).at[index].set(eps)
         fd = (
             energy(systems.positions + step, systems.cells)
             - energy(systems.positions - step, systems.cells)
         ) / (2 * eps)
-        np.testing.assert_allclose(grad_positions[index], fd, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(grad_positions[index], fd, rtol=rtol, atol=atol)
     for index in [(0, 0, 0), (0, 2, 1), (0, 1, 1)]:
         step = jnp.zeros_like(systems.cells).at[index].set(eps)
         fd = (
             energy(systems.positions, systems.cells + step)
             - energy(systems.positions, systems.cells - step)
         ) / (2 * eps)
-        np.testing.assert_allclose(grad_cells[index], fd, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(grad_cells[index], fd, rtol=rtol, atol=atol)
 
 
 def test_gradients_finite_with_coincident_isolated_and_padding():
@@ -393,7 +395,8 @@ def test_gather_scatter_against_numpy_loops():
     frames = [random_atoms(rng, n, TRICLINIC, True) for n in (5, 3)]
     systems = join_systems([Systems.from_ase(f) for f in frames], atom_capacity=10)
     pairs = neighbor_list(systems, 3.2, capacity=300)
-    x = rng.normal(size=(10, 3, 4))
+    # in the run's precision: gathered values must come back bit for bit
+    x = rng.normal(size=(10, 3, 4)).astype(FLOAT)
     nodes = node_tensor(x, systems)
 
     mask = np.asarray(pairs.mask)
@@ -409,7 +412,7 @@ def test_gather_scatter_against_numpy_loops():
         np.testing.assert_array_equal(edges.block(1).values, 2 * expected)
         np.testing.assert_array_equal(edges.block(0).samples.values, pairs.samples().values)
 
-    messages = rng.normal(size=(pairs.capacity, 3, 4))
+    messages = rng.normal(size=(pairs.capacity, 3, 4)).astype(FLOAT)
     edges = eqt.TensorMap(
         eqt.Labels.single(),
         [
@@ -425,13 +428,13 @@ def test_gather_scatter_against_numpy_loops():
         for p in range(pairs.capacity):
             if mask[p]:
                 expected[int(field[p])] += messages[p]
-        np.testing.assert_allclose(out.block().values, expected / np.sqrt(3.0), rtol=1e-13)
+        assert_close(out.block().values, expected / np.sqrt(3.0), rtol=1e-13)
         np.testing.assert_array_equal(out.block().samples.values, systems.samples().values)
         assert not np.asarray(out.block().values)[8:].any()
 
     totals = sum_over_atoms(nodes, systems)
-    np.testing.assert_allclose(totals.block(0).values[0], x[:5].sum(0), rtol=1e-13)
-    np.testing.assert_allclose(totals.block(0).values[1], x[5:8].sum(0), rtol=1e-13)
+    assert_close(totals.block(0).values[0], x[:5].sum(0), rtol=1e-13)
+    assert_close(totals.block(0).values[1], x[5:8].sum(0), rtol=1e-13)
     np.testing.assert_array_equal(totals.block(0).samples.values, [[0], [1]])
 
 
@@ -495,7 +498,7 @@ def test_atom_permutation_permutes_outputs():
 
     out = run(positions, x)
     out_perm = run(positions[perm[:9]], x[perm])
-    np.testing.assert_allclose(out_perm, out[perm], rtol=1e-12, atol=1e-13)
+    assert_close(out_perm, out[perm], rtol=1e-12, atol=1e-13)
 
 
 def test_edge_features_and_rotation():
@@ -522,17 +525,17 @@ def test_edge_features_and_rotation():
             sh.block(o3_lambda=l).components[0].values[:, 0], np.arange(-l, l + 1)
         )
         expected = np.asarray(reference[l])[:n] * np.exp(-lengths[:n])[:, None]
-        np.testing.assert_allclose(values[:n, :, 0], expected, rtol=1e-13, atol=1e-14)
+        assert_close(values[:n, :, 0], expected, rtol=1e-13, atol=1e-14)
         assert not np.asarray(values)[n:].any()  # Y_0 of padding's zero vector is masked
     plain = edge_spherical_harmonics(pairs, 1, normalization="integral", normalize=False)
-    np.testing.assert_allclose(
+    assert_close(
         plain.block(o3_lambda=1).values[:, :, 0],
         o3.spherical_harmonics_array(1, pairs.vectors, normalize=False)[1],
         rtol=1e-13,
     )
 
     # rotating the positions rotates the edge blocks: Y_l(R r) = D_l(R) Y_l(r)
-    R = np.asarray(o3.random_rotation(jax.random.key(0), dtype=jnp.float64))
+    R = np.asarray(o3.random_rotation(jax.random.key(0), dtype=FLOAT))
     rotated_systems = dataclass_replace(systems, positions=np.asarray(systems.positions) @ R.T)
     rotated_pairs = neighbor_list(rotated_systems, 2.4, capacity=CAPACITY, max_shifts=SHIFTS)
     np.testing.assert_array_equal(rotated_pairs.first_atom, pairs.first_atom)
@@ -540,10 +543,8 @@ def test_edge_features_and_rotation():
     rotated = edge_spherical_harmonics(rotated_pairs, 3, cutoff_envelope=envelope)
     for l, D in enumerate(o3.wigner_D_all(3, R)):
         expected = np.einsum("mn,pnq->pmq", D, sh.block(o3_lambda=l).values)
-        np.testing.assert_allclose(
-            rotated.block(o3_lambda=l).values, expected, rtol=1e-10, atol=1e-12
-        )
-    np.testing.assert_allclose(
+        assert_close(rotated.block(o3_lambda=l).values, expected, rtol=1e-10, atol=1e-12)
+    assert_close(
         edge_vectors(rotated_pairs).block().values[:, :, 0], pairs.vectors @ R.T, atol=1e-12
     )
 
@@ -583,7 +584,7 @@ def test_systems_constructors_and_errors():
     assert systems.n_atoms == 4 and systems.n_systems == 1
     assert systems.types.dtype == jnp.int32 and not systems.types.any()
     assert not systems.pbc.any() and not systems.cells.any()
-    assert systems.positions.dtype == jnp.float64
+    assert systems.positions.dtype == FLOAT
     assert Systems.from_arrays(positions.astype(np.float32)).positions.dtype == jnp.float32
     assert Systems.from_arrays(positions, cell=3 * np.eye(3)).pbc.tolist() == [[True] * 3]
     assert Systems.from_arrays(positions, cell=np.eye(3), pbc=False).pbc.tolist() == [[False] * 3]

@@ -87,12 +87,12 @@ def test_gradient_validation():
     )
     with pytest.raises(ValueError, match="must end with the values' components"):
         with_components.add_gradient("positions", wrong)
-    with pytest.raises(ValueError, match="gradients of gradients"):
-        block.gradient("positions").add_gradient("strain", _gradient(block, [0]))
+    # gradients of gradients are kept, as metatensor does
     nested = _gradient(block, [0])
     nested.add_gradient("x", _gradient(nested, [0], name="abc"))
-    with pytest.raises(ValueError, match="gradients of gradients"):
-        _block().add_gradient("positions", nested)
+    other = _block()
+    other.add_gradient("positions", nested)
+    assert other.gradient("positions").gradients_list() == ["x"]
     with pytest.raises(ValueError, match="already has a gradient"):
         block.add_gradient("positions", good)
 
@@ -135,26 +135,14 @@ def test_block_lookup_and_printing():
     assert tensor.component_names == ["o3_mu"]
     assert tensor.property_names == ["n"]
 
-    assert str(tensor).splitlines()[:3] == [
-        "TensorMap with 12 blocks",
-        "keys: o3_lambda  o3_sigma  center_type  neighbor_type",
-        "          0         1           6             6",
-    ]
-    assert str(tensor.block(2).gradient("positions")).splitlines() == [
-        "Gradient TensorBlock ('positions')",
-        "    samples (1): ['sample', 'system', 'atom']",
-        "    components (3, 5): ['xyz', 'o3_mu']",
-        "    properties (5): ['n']",
-        "    gradients: None",
-    ]
-    radial = from_metatensor(metatensor.load(data_path("radial-spectrum.mts")))
-    assert str(radial.block(center_type=7, neighbor_type=7)).splitlines() == [
-        "TensorBlock",
-        "    samples (2): ['system', 'atom']",
-        "    components (): []",
-        "    properties (3): ['n']",
-        "    gradients: ['positions']",
-    ]
+    # printing is metatensor's, character for character
+    theirs = metatensor.load(data_path("spherical-expansion.mts"))
+    assert str(tensor) == str(theirs)
+    assert str(tensor.block(2).gradient("positions")) == str(theirs.block(2).gradient("positions"))
+    radial_theirs = metatensor.load(data_path("radial-spectrum.mts"))
+    radial = from_metatensor(radial_theirs)
+    selection = {"center_type": 7, "neighbor_type": 7}
+    assert str(radial.block(selection)) == str(radial_theirs.block(selection))
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -257,7 +245,9 @@ def test_to_casts_and_converts_values_and_gradients():
         assert block.values is original.values
     with pytest.raises(ValueError, match="arrays must be"):
         tensor.to(arrays="torch")
-    with pytest.raises(ValueError, match="without device"):
-        tensor.to(arrays="numpy", device="cpu")
+    # as in metatensor, NumPy data can go to "cpu", nowhere else
+    assert isinstance(tensor.to(arrays="numpy", device="cpu").block(0).values, np.ndarray)
+    with pytest.raises(ValueError, match="non-cpu device"):
+        tensor.to(arrays="numpy", device="cuda")
     with pytest.raises(ValueError, match="no JAX device"):
         tensor.to(device="tpu")

@@ -6,6 +6,9 @@ from helpers import assert_labels_equal
 
 from eqx_tensor import Labels, LabelsEntry
 
+# integer metadata only: the same in both precisions, so the float32 run skips it
+pytestmark = pytest.mark.x64_only
+
 
 def _pair(names, values):
     return Labels(names, np.array(values)), metatensor.Labels(names, np.array(values, np.int32))
@@ -43,7 +46,6 @@ def test_constructors_match_metatensor():
     ("names", "values", "match"),
     [
         (["a"], [[1], [1]], "unique entries"),
-        (["a"], [[1.5]], "must be integers"),
         (["a", "b"], [[1]], "2 names"),
         (["a"], [1, 2], "2-D array"),
         (["a", "a"], [[1, 2]], "names must be unique"),
@@ -54,6 +56,11 @@ def test_constructors_match_metatensor():
 def test_bad_labels_raise(names, values, match):
     with pytest.raises(ValueError, match=match):
         Labels(names, np.array(values))
+
+
+def test_float_labels_raise_a_type_error_as_in_metatensor():
+    with pytest.raises(TypeError, match="must be integers"):
+        Labels(["a"], np.array([[1.5]]))
 
 
 def test_non_string_name_is_type_error():
@@ -126,23 +133,18 @@ def test_equality_and_hash():
 def test_printing_matches_tutorial_layout():
     labels = Labels(["sample", "system", "atom"], np.array([[0, 0, 4], [0, 0, 5], [1, 0, 4]]))
     assert str(labels) == (
-        "Labels(\n"
-        "    sample  system  atom\n"
-        "      0       0      4\n"
-        "      0       0      5\n"
-        "      1       0      4\n"
-        ")"
+        "Labels\n    sample  system  atom\n      0       0      4\n      0       0      5\n"
+        "      1       0      4"
     )
     long = Labels.range("o3_mu", 5)
     assert [line.strip() for line in str(long).splitlines()] == [
-        "Labels(",
+        "Labels",
         "o3_mu",
         "0",
         "1",
         "...",
         "3",
         "4",
-        ")",
     ]
 
 
@@ -155,5 +157,5 @@ def test_dynamic_labels():
     assert not static.is_dynamic
     assert static == Labels(["system", "atom"], np.array([[0, 1], [0, 2]]))
     assert static.to_dynamic().is_dynamic
-    with pytest.raises(ValueError, match="integers"):
+    with pytest.raises(TypeError, match="integers"):
         Labels(["a"], jnp.zeros((2, 1)))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from e3nn.nn.models.gate_points_2101 import Network
+from helpers import SLOW_WITH_X64
 
 from eqx_tensor import atomistic, nn, o3
 
@@ -153,13 +154,15 @@ def _ours_vs_e3nn(kwargs, dtype, n_frames=2, n_atoms=7):
 
 @pytest.mark.parametrize(
     ("kwargs", "dtype"),
+    # by default the one-layer network with inputs, in the run's precision (float64 arrays
+    # exist only with x64 on); the two-layer one in the slow step
     [
-        (SMALL, np.float64),
-        (WITH_INPUTS, np.float32),
+        pytest.param(WITH_INPUTS, np.float64, marks=pytest.mark.x64_only),
+        pytest.param(WITH_INPUTS, np.float32, marks=SLOW_WITH_X64),
+        pytest.param(SMALL, np.float64, marks=[pytest.mark.slow, pytest.mark.x64_only]),
         pytest.param(SMALL, np.float32, marks=pytest.mark.slow),
-        pytest.param(WITH_INPUTS, np.float64, marks=pytest.mark.slow),
     ],
-    ids=["default_inputs-f64", "with_inputs-f32", "default_inputs-f32", "with_inputs-f64"],
+    ids=["with_inputs-f64", "with_inputs-f32", "default_inputs-f64", "default_inputs-f32"],
 )
 def test_converted_network_equals_e3nn(kwargs, dtype):
     out, expected, grad, torch_grad = _ours_vs_e3nn(kwargs, dtype)
@@ -208,7 +211,13 @@ def _small_model(dtype):
     return model, params, systems
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        pytest.param(np.float64, marks=pytest.mark.x64_only),
+        pytest.param(np.float32, marks=SLOW_WITH_X64),
+    ],
+)
 def test_network_equivariance_rotation_inversion_translation(dtype):
     model, params, systems = _small_model(dtype)
 
@@ -234,6 +243,9 @@ def test_network_equivariance_rotation_inversion_translation(dtype):
         np.testing.assert_allclose(a.values, np.asarray(b.values)[perm], atol=tolerance * scale)
 
 
+# slow: a gradient of the whole network; finite gradients at coincident atoms and zero-length
+# edges are checked by default layer by layer (test_atomistic, test_nn_e3nn)
+@pytest.mark.slow
 def test_network_gradients_finite_with_coincident_isolated_and_padding():
     model, params, _ = _small_model(np.float64)
     positions = np.array(

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 import pytest
 from e3nn_jax.legacy import FunctionalFullyConnectedTensorProduct, FunctionalTensorProduct
+from helpers import FLOAT, SLOW_WITH_X64, assert_close
 
 import eqx_tensor as eqt
 from eqx_tensor import nn, o3
@@ -25,8 +26,9 @@ from eqx_tensor.nn.norm_activation import channel_norms
 # ----------------------------------------------------------------------------- helpers
 
 
-def _tensor(spec, n=5, seed=0, dtype=jnp.float64, extra_key=None):
-    """A TensorMap with blocks ``(n, 2l+1, mul)`` of standard normal values, keys in spec order."""
+def _tensor(spec, n=5, seed=0, dtype=FLOAT, extra_key=None):
+    """A TensorMap with blocks ``(n, 2l+1, mul)`` of standard normal values, keys in spec order
+    (in the run's precision by default)."""
     rng = np.random.default_rng(seed)
     samples = eqt.Labels.range("sample", n)
     blocks, keys = [], []
@@ -48,7 +50,7 @@ def _assert_tensors_close(ours, reference, atol=1e-12, properties=True):
     ours, reference = _by_key(ours), _by_key(reference)
     assert set(ours) == set(reference)
     for key, block in reference.items():
-        np.testing.assert_allclose(
+        assert_close(
             np.asarray(ours[key].values), np.asarray(block.values), atol=atol, rtol=0, err_msg=key
         )
         if properties:
@@ -104,33 +106,31 @@ def test_soft_one_hot_linspace_matches_e3nn(basis, ends):
     ours = nn.soft_one_hot_linspace(X, cutoff=None, end_zero=end_zero, **kwargs)
     expected = e3nn.soft_one_hot_linspace(jnp.asarray(X), end_zero=end_zero, **kwargs)
     assert ours.shape == (len(X), 5)
-    np.testing.assert_allclose(ours, expected, atol=1e-12, rtol=0)
+    assert_close(ours, expected, atol=1e-12, rtol=0)
 
 
 def test_radial_functions_match_e3nn():
     x = jnp.asarray(X)
-    np.testing.assert_allclose(nn.bessel(x, 6, 2.0), e3nn.bessel(x, 6, 2.0), atol=1e-12, rtol=0)
-    np.testing.assert_allclose(nn.sus(x), e3nn.sus(x), atol=1e-15, rtol=0)
-    np.testing.assert_allclose(
-        nn.soft_envelope(x, 2.0), e3nn.soft_envelope(x, 2.0), atol=1e-12, rtol=0
-    )
+    assert_close(nn.bessel(x, 6, 2.0), e3nn.bessel(x, 6, 2.0), atol=1e-12, rtol=0)
+    assert_close(nn.sus(x), e3nn.sus(x), atol=1e-15, rtol=0)
+    assert_close(nn.soft_envelope(x, 2.0), e3nn.soft_envelope(x, 2.0), atol=1e-12, rtol=0)
     for n0, n1 in [(1, 2), (5, 2), (4, 4), (10, 5)]:
-        np.testing.assert_allclose(
+        assert_close(
             nn.poly_envelope(n0, n1, 2.0)(x), e3nn.poly_envelope(n0, n1, 2.0)(x), atol=1e-10
         )
     # DimeNet's u_p is poly_envelope(p - 1, 2)
     for p in (3, 6):
-        np.testing.assert_allclose(
+        assert_close(
             nn.polynomial_envelope(x, 2.0, p), e3nn.poly_envelope(p - 1, 2, 2.0)(x), atol=1e-10
         )
     cosine = nn.cosine_cutoff(x, 2.0)
-    np.testing.assert_allclose(cosine[X == 0.0], 1.0)
-    np.testing.assert_allclose(cosine[X >= 2.0], 0.0)
-    np.testing.assert_allclose(cosine[X == 1.0], 0.5, atol=1e-15)
+    assert_close(cosine[X == 0.0], 1.0)
+    assert_close(cosine[X >= 2.0], 0.0)
+    assert_close(cosine[X == 1.0], 0.5, atol=1e-15)
     # envelopes are 1 at 0 and 0 from the cutoff on
     for env in (nn.polynomial_envelope(x, 2.0), nn.poly_envelope(3, 3, 2.0)(x)):
-        np.testing.assert_allclose(env[X == 0.0], 1.0, atol=1e-12)
-        np.testing.assert_allclose(env[X >= 2.0], 0.0)
+        assert_close(env[X == 0.0], 1.0, atol=1e-12)
+        assert_close(env[X >= 2.0], 0.0)
 
 
 def test_radial_gradients_finite_at_zero_and_cutoff():
@@ -151,12 +151,12 @@ def test_radial_gradients_finite_at_zero_and_cutoff():
         grads = jax.vmap(jax.grad(lambda r, fn=fn: jnp.sum(fn(r))))(x)
         assert _finite(grads), name
     # bessel at 0 is its limit, with zero slope (sin(ax)/x is even)
-    np.testing.assert_allclose(nn.bessel(jnp.zeros(1), 3, 2.0)[0], nn.bessel(1e-8, 3, 2.0), 1e-12)
+    assert_close(nn.bessel(jnp.zeros(1), 3, 2.0)[0], nn.bessel(1e-8, 3, 2.0), rtol=1e-12)
     # safe_norm: zero gradient at the zero vector, where jnp.linalg.norm gives NaN
     vectors = jnp.asarray([[0.0, 0.0, 0.0], [3.0, 0.0, 4.0]])
-    np.testing.assert_allclose(nn.safe_norm(vectors), [0.0, 5.0])
+    assert_close(nn.safe_norm(vectors), [0.0, 5.0])
     grad = jax.grad(lambda v: jnp.sum(nn.safe_norm(v)))(vectors)
-    np.testing.assert_allclose(grad, [[0, 0, 0], [0.6, 0, 0.8]])
+    assert_close(grad, [[0, 0, 0], [0.6, 0, 0.8]])
     assert not _finite(jax.grad(lambda v: jnp.sum(jnp.linalg.norm(v, axis=-1)))(vectors))
 
 
@@ -170,14 +170,13 @@ def test_radial_mlp_shapes_envelope_and_errors():
         "weight_2": (16, 7),
     }
     out = mlp.apply(params, lengths)
-    assert out.shape == (5, 7) and out.dtype == jnp.float64
-    np.testing.assert_allclose(out[3:], 0.0)  # beyond the cutoff the envelope is zero
+    assert out.shape == (5, 7) and out.dtype == FLOAT
+    assert_close(out[3:], 0.0)  # beyond the cutoff the envelope is zero
     assert float(jnp.abs(out[:3]).max()) > 0.0
     # the same weights without envelope; a basis given as a function
     plain = nn.RadialMLP(7, hidden=(16, 16), n_basis=6, r_max=2.0, envelope=None)
-    np.testing.assert_allclose(
-        out, plain.apply(params, lengths) * nn.polynomial_envelope(lengths, 2.0)[:, None], 1e-12
-    )
+    expected = plain.apply(params, lengths) * nn.polynomial_envelope(lengths, 2.0)[:, None]
+    assert_close(out, expected, rtol=1e-12)
     custom = nn.RadialMLP(3, hidden=(), basis=lambda r: nn.bessel(r, 4, 2.0), envelope="soft")
     p = {"params": {"weight_0": jnp.ones((4, 3))}}
     assert custom.apply(p, lengths[None]).shape == (1, 5, 3)
@@ -222,20 +221,20 @@ def test_norm_activation_zero_channel_gradient_and_bias():
     jacobian = jax.jacfwd(f)(values)  # (3, 3, 2, 3, 3, 2)
     assert _finite(jacobian)
     # at x = 0 the derivative of x f(|x|) is f(0) times the identity
-    np.testing.assert_allclose(jacobian[1, :, 0, 1, :, 0], 0.5 * np.eye(3), atol=1e-15)
-    np.testing.assert_allclose(f(values)[1, :, 0], 0.0)
+    assert_close(jacobian[1, :, 0, 1, :, 0], 0.5 * np.eye(3), atol=1e-15)
+    assert_close(f(values)[1, :, 0], 0.0)
 
     layer = nn.NormActivation(jax.nn.sigmoid, bias=True)
     params = layer.init(jax.random.key(0), x)
     shapes = jax.tree_util.tree_map(jnp.shape, params["params"]["bias"])
     assert shapes == ((2,), (1,))  # one bias per channel of each covariant block
-    np.testing.assert_allclose(
+    assert_close(
         layer.apply(params, x).block(1).values,
         nn.norm_activation(x, jax.nn.sigmoid).block(1).values,
     )
     shifted = jax.tree_util.tree_map(lambda b: b + 0.3, params)
     norms = channel_norms(x.block(2).values)
-    np.testing.assert_allclose(
+    assert_close(
         layer.apply(shifted, x).block(2).values,
         x.block(2).values * jax.nn.sigmoid(norms + 0.3),
         atol=1e-14,
@@ -259,7 +258,7 @@ def test_norm_activation_propagates_explicit_gradients():
     for block, jacobian in zip(out.blocks(), jacobians):
         # each sample depends on its own vector only: the diagonal, as (4, 3, 2l+1, 1)
         expected = jnp.einsum("imkia->iamk", jacobian)
-        np.testing.assert_allclose(block.gradient("positions").values, expected, atol=1e-12)
+        assert_close(block.gradient("positions").values, expected, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- gate
@@ -468,16 +467,16 @@ def test_channelwise_matches_e3nn_and_per_sample_weights():
     ours = _by_key(tp.apply(params, x1, x2))
     assert set(ours) == set(chunks)
     for key, block in chunks.items():
-        np.testing.assert_allclose(ours[key].values, block, atol=1e-12, rtol=0)
+        assert_close(ours[key].values, block, atol=1e-12, rtol=0)
 
     # per-sample weights: sample i with weights w_i equals a one-sample product with w_i
-    per_sample = jax.random.normal(jax.random.key(18), (4, plan.n_weights), jnp.float64)
+    per_sample = jax.random.normal(jax.random.key(18), (4, plan.n_weights), FLOAT)
     out = _by_key(tp.apply(params, x1, x2, weights=per_sample))
     for i in (0, 3):
         one = [_take_sample(t, i) for t in (x1, x2)]
         single = _by_key(tp.apply({"params": {"weight": per_sample[i]}}, *one))
         for key, block in single.items():
-            np.testing.assert_allclose(out[key].values[i : i + 1], block.values, atol=1e-12)
+            assert_close(out[key].values[i : i + 1], block.values, atol=1e-12)
     # no internal weights: the unweighted product
     unweighted = nn.TensorProduct("channelwise", internal_weights=False, out_lambdas=[0, 1, (2, 1)])
     assert unweighted.init(jax.random.key(0), x1, x2) == {}
@@ -554,7 +553,13 @@ def _equivariance_case(name, dtype):
     return fn, (x, vectors)
 
 
-@pytest.mark.parametrize("dtype, tolerance", [(jnp.float64, 1e-12), (jnp.float32, 1e-5)])
+@pytest.mark.parametrize(
+    "dtype, tolerance",
+    [
+        pytest.param(jnp.float64, 1e-12, marks=pytest.mark.x64_only),
+        pytest.param(jnp.float32, 1e-5, marks=SLOW_WITH_X64),
+    ],
+)
 @pytest.mark.parametrize(
     "name",
     [
@@ -570,7 +575,9 @@ def test_equivariance(name, dtype, tolerance):
     fn, inputs = _equivariance_case(name, dtype)
     # rotated inputs have the same metadata: one compilation serves every group element
     fn = jax.jit(fn)
-    error = o3.equivariance_error(fn, inputs, key=jax.random.key(1), n_rotations=2)
+    error = o3.equivariance_error(
+        fn, inputs, input_kinds="vector", key=jax.random.key(1), n_rotations=2
+    )
     assert error < tolerance, error
     # outputs of order one, so that the absolute error is a meaningful check
     out = fn(*inputs)

@@ -7,6 +7,8 @@ copied into both sides.
 
 from __future__ import annotations
 
+import functools
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -16,7 +18,7 @@ import optax
 import pytest
 import torch
 from conftest import data_path
-from helpers import assert_tensor_equal, from_metatensor
+from helpers import FLOAT, SLOW_WITH_X64, assert_close, assert_tensor_equal, from_metatensor
 from metatensor.learn import nn as mtl
 
 import eqx_tensor as eqt
@@ -42,7 +44,8 @@ def _signed(tensor: mts.TensorMap, seed: int) -> mts.TensorMap:
     return mts.TensorMap(tensor.keys, blocks)
 
 
-@pytest.fixture(scope="module", params=FILES)
+# the qm7 expansion (45 blocks, l up to 4) in the slow step: compilation grows with the blocks
+@pytest.fixture(scope="module", params=[FILES[0], pytest.param(FILES[1], marks=pytest.mark.slow)])
 def features(request):
     """(ours, metatensor-learn's) copies of a file without gradients, with random signs."""
     tensor = _signed(mts.remove_gradients(mts.load(str(data_path(request.param)))), seed=1)
@@ -223,11 +226,12 @@ def test_module_map_matches_metatensor_learn(features):
     params = _random_variables(model, ours, seed=7)["params"]
     assert len(params) == len(ours)
     modules = []
-    for k in range(len(theirs)):
+    for k, key in enumerate(ours.keys):
         linear = torch.nn.Linear(_in_features(theirs)[k], 3)
+        dense = params[nn.key_to_name(key)]  # one module per key, named by the key
         with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.asarray(params[f"key_{k}"]["kernel"]).T.copy()))
-            linear.bias.copy_(torch.from_numpy(np.asarray(params[f"key_{k}"]["bias"]).copy()))
+            linear.weight.copy_(torch.from_numpy(np.asarray(dense["kernel"]).T.copy()))
+            linear.bias.copy_(torch.from_numpy(np.asarray(dense["bias"]).copy()))
         modules.append(linear)
     reference = mtl.ModuleMap(theirs.keys, modules)
     assert_tensor_equal(model.apply({"params": params}, ours), reference(theirs), atol=1e-12)
@@ -236,12 +240,16 @@ def test_module_map_matches_metatensor_learn(features):
 @pytest.mark.parametrize(
     "make_layers",
     [
+        pytest.param(
+            lambda: [
+                nn.EquivariantLinear(out_features=8),
+                nn.InvariantSiLU(),
+                nn.EquivariantLinear(out_features=3),
+            ],
+            marks=pytest.mark.slow,
+        ),
+        # the default run: biases on every block, before and after; a layer norm in between
         lambda: [
-            nn.EquivariantLinear(out_features=8),
-            nn.InvariantSiLU(),
-            nn.EquivariantLinear(out_features=3),
-        ],
-        lambda: [  # biases on every block, before and after; a layer norm in between
             nn.Linear(out_features=8),
             nn.InvariantTanh(),
             nn.InvariantLayerNorm(),
@@ -249,7 +257,10 @@ def test_module_map_matches_metatensor_learn(features):
             nn.InvariantSiLU(),
             nn.EquivariantLinear(out_features=5),
         ],
-        lambda: [nn.Linear(out_features=6, bias=False), nn.Linear(out_features=2)],
+        pytest.param(
+            lambda: [nn.Linear(out_features=6, bias=False), nn.Linear(out_features=2)],
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_sequential_fusion_is_exact(make_layers):
@@ -281,12 +292,12 @@ def test_sequential_fusion_is_exact(make_layers):
     (out_a, grad_a), (out_b, grad_b) = outputs_and_grads(variables, tensor)
     for a, b in zip(out_a.blocks(), out_b.blocks()):
         assert a.properties == b.properties
-        np.testing.assert_allclose(a.values, b.values, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(
+        assert_close(a.values, b.values, rtol=1e-12, atol=1e-12)
+        assert_close(
             a.gradient("positions").values, b.gradient("positions").values, rtol=1e-12, atol=1e-12
         )
     for a, b in zip(jax.tree_util.tree_leaves(grad_a), jax.tree_util.tree_leaves(grad_b)):
-        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+        assert_close(a, b, rtol=1e-11, atol=1e-12)
 
 
 # ------------------------------------------------------------------ stacking
@@ -322,11 +333,9 @@ def test_stacking_modes_agree_with_gradients(name):
     auto, *others = outputs(params, tensor)
     for other in others:
         for a, b in zip(auto.blocks(), other.blocks()):
-            np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-13)
+            assert_close(a.values, b.values, rtol=0, atol=1e-13)
             for parameter, gradient in a.gradients():
-                np.testing.assert_allclose(
-                    gradient.values, b.gradient(parameter).values, rtol=0, atol=1e-13
-                )
+                assert_close(gradient.values, b.gradient(parameter).values, rtol=0, atol=1e-13)
 
 
 def test_grouped_matmul_mixed_sizes():
@@ -338,7 +347,7 @@ def test_grouped_matmul_mixed_sizes():
     for stacking in ["auto", "blocks", "pad"]:
         got = grouped_matmul(segments, index, jnp.asarray(weight), out, stacking=stacking)
         for x, k, f, y in zip(segments, index, out, got):
-            np.testing.assert_allclose(y, x @ weight[k, : x.shape[1], :f], atol=1e-13)
+            assert_close(y, x @ weight[k, : x.shape[1], :f], atol=1e-13)
 
 
 # ------------------------------------------------------------------ explicit gradients
@@ -408,29 +417,41 @@ LAYERS = [
 ]
 
 
-@pytest.mark.parametrize("make_layer", LAYERS)
-def test_explicit_gradients_are_derivatives(make_layer):
+@functools.cache
+def _explicit_and_expected_gradients():
+    """For every layer of LAYERS: the explicit positions gradients of its output blocks and
+    ``jax.jacfwd`` of their values, at the sparse (sample, atom) pairs. One compiled program
+    for all the layers: compiling them one by one takes several times longer."""
     positions = jnp.asarray(np.random.default_rng(1).normal(size=(3, 3)))
     build, pairs = _synthetic(positions)
-    layer = make_layer()
-    variables = _random_variables(layer, build(positions), seed=2)
+    layers = [make_layer() for make_layer in LAYERS]
+    variables = [_random_variables(layer, build(positions), seed=2) for layer in layers]
 
     @jax.jit
-    def explicit_and_expected(variables, positions):
-        output = layer.apply(variables, build(positions))
-        explicit = [block.gradient("positions").values for block in output.blocks()]
-        jacobians = jax.jacfwd(
-            lambda p: [
-                block.values
-                for block in layer.apply(variables, build(p, with_gradients=False)).blocks()
-            ]
-        )(positions)  # per block: (n, C, F, atoms, 3)
-        expected = [jnp.moveaxis(j[pairs[:, 0], ..., pairs[:, 1], :], -1, 1) for j in jacobians]
-        return explicit, expected
+    def everything(variables, positions):
+        results = []
+        for layer, v in zip(layers, variables):
+            output = layer.apply(v, build(positions))
+            explicit = [block.gradient("positions").values for block in output.blocks()]
+            jacobians = jax.jacfwd(
+                lambda p, layer=layer, v=v: [
+                    block.values
+                    for block in layer.apply(v, build(p, with_gradients=False)).blocks()
+                ]
+            )(positions)  # per block: (n, C, F, atoms, 3)
+            expected = [jnp.moveaxis(j[pairs[:, 0], ..., pairs[:, 1], :], -1, 1) for j in jacobians]
+            results.append((explicit, expected))
+        return results
 
-    explicit, expected = explicit_and_expected(variables, positions)
+    return jax.tree.map(np.asarray, everything(variables, positions))
+
+
+@pytest.mark.parametrize("index", range(len(LAYERS)), ids=lambda i: type(LAYERS[i]()).__name__)
+def test_explicit_gradients_are_derivatives(index):
+    explicit, expected = _explicit_and_expected_gradients()[index]
+    assert len(explicit) == len(expected) == 4
     for got, want in zip(explicit, expected):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+        assert_close(got, want, rtol=0, atol=1e-12)
 
 
 def test_linear_gradients_have_no_bias():
@@ -474,7 +495,11 @@ def _random_covariant(seed: int, dtype) -> eqt.TensorMap:
     return eqt.TensorMap(eqt.Labels(["o3_lambda", "o3_sigma"], keys), blocks)
 
 
-@pytest.mark.parametrize(("dtype", "tolerance"), [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize(
+    ("dtype", "tolerance"),
+    # float64 data stay float64 only with x64 on (else JAX makes them float32)
+    [pytest.param(np.float64, 1e-12, marks=pytest.mark.x64_only), (np.float32, 1e-5)],
+)
 def test_equivariant_mlp_is_equivariant(dtype, tolerance):
     tensor = _random_covariant(0, dtype)
     model = nn.Sequential(
@@ -496,10 +521,11 @@ def test_equivariant_mlp_is_equivariant(dtype, tolerance):
 
 
 def test_invariant_tanh_acts_on_pseudoscalars_only_if_odd():
-    tensor = _random_covariant(1, np.float64)
+    # data in the run's precision: the blocks left alone must come back bit for bit
+    tensor = _random_covariant(1, FLOAT)
     pseudo = np.asarray(tensor.block(o3_lambda=0, o3_sigma=-1).values)
     out = nn.InvariantTanh().apply({}, tensor)
-    np.testing.assert_allclose(out.block(o3_lambda=0, o3_sigma=-1).values, np.tanh(pseudo))
+    assert_close(out.block(o3_lambda=0, o3_sigma=-1).values, np.tanh(pseudo))
     out = nn.InvariantSiLU().apply({}, tensor)
     np.testing.assert_array_equal(out.block(o3_lambda=0, o3_sigma=-1).values, pseudo)
     vector = np.asarray(tensor.block(o3_lambda=1, o3_sigma=1).values)
@@ -549,9 +575,15 @@ def test_clear_errors():
         keys = eqt.Labels(["foo"], np.arange(len(tensor)).reshape(-1, 1))
         nn.InvariantReLU().apply({}, eqt.TensorMap(keys, tensor.blocks()))
     params = nn.Linear(out_features=2).init(jax.random.key(0), tensor)
+    # parameters are bound to keys: a subset of the keys gives the same blocks
     fewer = eqt.TensorMap(tensor.keys[:2], tensor.blocks()[:2])
-    with pytest.raises(ValueError, match="created for 6 keys"):
-        nn.Linear(out_features=2).apply(params, fewer)
+    full = nn.Linear(out_features=2).apply(params, tensor)
+    part = nn.Linear(out_features=2).apply(params, fewer)
+    for i in range(2):
+        np.testing.assert_array_equal(np.asarray(part.block(i).values), full.block(i).values)
+    unknown = eqt.TensorMap(eqt.Labels(tensor.keys.names, np.array([[4, 1]])), tensor.blocks()[:1])
+    with pytest.raises(ValueError, match="parameters have no weights"):
+        nn.Linear(out_features=2).apply(params, unknown)
 
 
 def test_in_keys_allow_subsets_and_reordering():
@@ -562,7 +594,7 @@ def test_in_keys_allow_subsets_and_reordering():
     subset = eqt.TensorMap(tensor.keys[order], tensor.blocks_by_id(order))
     full, part = model.apply(params, tensor), model.apply(params, subset)
     for position, b in enumerate(order):
-        np.testing.assert_allclose(part.block(position).values, full.block(b).values)
+        assert_close(part.block(position).values, full.block(b).values)
     other = eqt.TensorMap(
         eqt.Labels(["o3_lambda", "o3_sigma"], np.array([[4, 1]])), [tensor.block(5)]
     )
@@ -595,14 +627,20 @@ def test_vmap_over_parameters_and_dynamic_samples():
     members, second = run(ensemble, tensor, tensor.to_dynamic_samples())
     for a, b in zip(members.blocks(), second.blocks()):
         assert a.values.shape == (3, *b.values.shape)
-        np.testing.assert_allclose(a.values[1], b.values, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(
+        assert_close(a.values[1], b.values, rtol=0, atol=1e-12)
+        assert_close(
             a.gradient("positions").values[1], b.gradient("positions").values, rtol=0, atol=1e-12
         )
 
 
 # ------------------------------------------------------------------ training
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        pytest.param(np.float64, marks=pytest.mark.x64_only),
+        pytest.param(np.float32, marks=SLOW_WITH_X64),
+    ],
+)
 def test_adam_step_under_jit(dtype):
     features = _random_covariant(6, dtype)
     model = nn.Sequential(

@@ -9,6 +9,7 @@ import metatensor
 import numpy as np
 import pytest
 from helpers import (
+    FLOAT,
     assert_block_equal,
     assert_labels_equal,
     assert_tensor_equal,
@@ -92,7 +93,8 @@ def test_remove_gradients_and_detach_match_metatensor():
 
 def test_detach_stops_autodiff_but_keeps_explicit_gradients():
     _, ours = load("radial-spectrum.mts")
-    block = ours.block(0)
+    # in the run's precision: the gradient's dtype must match the scaled values'
+    block = ours.block(0).to(dtype=FLOAT)
 
     def loss(scale, detach):
         scaled = TensorBlock(
@@ -376,7 +378,7 @@ def test_slice_dynamic_samples():
 
 
 # --------------------------------------------------------------------------- sort
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [0, *[pytest.param(s, marks=pytest.mark.slow) for s in (1, 2)]])
 def test_sort_matches_metatensor(seed):
     theirs = random_mts_tensor(seed, n_blocks=3)
     # shuffle the keys too

@@ -283,6 +283,15 @@ def neighbor_list(
         a :class:`NeighborList`. Eagerly, overflow of a given ``capacity`` raises
         ``RuntimeError``; under ``jit`` check ``pairs.overflow`` (``pairs.n_pairs`` is the
         number found).
+
+    >>> import numpy as np
+    >>> from eqx_tensor import atomistic
+    >>> systems = atomistic.Systems.from_arrays(np.array([[0.0, 0, 0], [1.0, 0, 0], [5.0, 0, 0]]))
+    >>> pairs = atomistic.neighbor_list(systems, cutoff=2.0)
+    >>> pairs.first_atom.tolist(), pairs.second_atom.tolist(), pairs.vectors[:, 0].tolist()
+    ([0, 1], [1, 0], [1.0, -1.0])
+    >>> pairs.samples().names
+    ['system', 'first_atom', 'second_atom', 'cell_shift_a', 'cell_shift_b', 'cell_shift_c']
     """
     _check_shapes(systems)
     try:

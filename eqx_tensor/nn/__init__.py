@@ -4,6 +4,12 @@ Every layer takes and returns a :class:`~eqx_tensor.TensorMap`; its parameters a
 pytree (``model.init``) that optax updates, and ``model.apply(params, tensor)`` is a pure,
 jit-able function. Each module is a thin shell around a pure function of the same module
 (:func:`linear`, :func:`activation`, :func:`layer_norm`).
+
+Layers with per-key parameters record the key of every parameter row at init, in the structure
+of the parameter tree (an entry ``keys`` without arrays, see :mod:`eqx_tensor.nn.linear`; the
+clones of :class:`ModuleMap` are named by key, :func:`key_to_name`): every block finds its own
+parameters whatever the order of the input's keys, and a block whose key the parameters do not
+know is refused.
 """
 
 from .activations import (
@@ -25,7 +31,7 @@ from .convolution import (
 )
 from .gate import Gate, gate, soft_odd
 from .layer_norm import InvariantLayerNorm, LayerNorm, layer_norm
-from .linear import EquivariantLinear, Linear, linear
+from .linear import EquivariantLinear, Linear, key_to_name, linear
 from .loss import mean_squared_error, sum_squared_error
 from .norm_activation import NormActivation, norm_activation
 from .radial import (
@@ -69,6 +75,7 @@ __all__ = [
     "cosine_cutoff",
     "gate",
     "gate_points_from_e3nn",
+    "key_to_name",
     "layer_norm",
     "linear",
     "mean_squared_error",

@@ -36,6 +36,7 @@ from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
 from . import _utils
+from .linear import per_block
 
 __all__ = [
     "Activation",
@@ -142,9 +143,15 @@ def _relabel(block: TensorBlock, properties: Labels) -> TensorBlock:
 
 
 def _out_properties(module: Any, tensor: TensorMap, layer: str) -> list[Labels] | None:
-    param_keys, positions = _utils.key_positions(tensor, module.in_keys, layer)
-    per_key = _utils.out_properties_per_key(module.out_properties, len(param_keys), layer)
-    return None if per_key is None else [per_key[p] for p in positions]
+    """Per block, the output properties (``None``: keep the input's); inputs with keys outside
+    ``in_keys`` are refused, and per-key ``out_properties`` need ``in_keys``."""
+    if module.in_keys is not None:
+        _utils.key_positions(tensor.keys, module.in_keys, layer)
+    if module.out_properties is None:
+        return None
+    return per_block(
+        module.out_properties, "out_properties", Labels, module.in_keys, tensor.keys, layer
+    )
 
 
 class Activation(nn.Module):
@@ -153,9 +160,9 @@ class Activation(nn.Module):
     Attributes:
         fn: the element-wise function, e.g. ``jax.nn.gelu``.
         in_keys: optional keys the layer accepts (inputs with other keys are refused);
-            only needed with per-key ``out_properties``.
-        out_properties: output properties, one for all keys or one per key; default the
-            input properties.
+            needed with per-key ``out_properties``.
+        out_properties: output properties, one for all keys or one per key of ``in_keys``
+            (matched by key, whatever the order of the input); default the input properties.
     """
 
     # positional order as in metatensor-learn: ReLU(in_keys, out_properties)

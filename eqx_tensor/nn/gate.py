@@ -60,7 +60,7 @@ import numpy as np
 
 from ..block import TensorBlock
 from ..labels import Labels
-from ..o3._metadata import block_orders
+from ..o3 import block_orders
 from ..o3.conventions import O3_LAMBDA, O3_MU, O3_SIGMA
 from ..tensormap import TensorMap
 from . import _utils

@@ -12,7 +12,14 @@ centred one (as in metatensor-learn, which divides by ``sqrt(torch.var(x) + eps)
 
 Parameters (``variables["params"]``, only with ``elementwise_affine``): ``weight`` of shape
 ``(n_norm_keys, in_features)`` initialised to ones and ``bias`` of the same shape initialised to
-zeros, one row per normalised key in key order (padded to the largest ``in_features``).
+zeros, one row per normalised key in key order (padded to the largest ``in_features``), and
+``keys``, the record of the normalised keys (of ``in_keys``, or of the input at init), one per
+row, as in :mod:`eqx_tensor.nn.linear`: ``"<row> <key name> <features>"``. Normalised blocks are
+looked up by key: an input may list them in any order, and per-key ``eps`` and ``mean`` follow
+the recorded order; a normalised block whose key is not recorded, or whose feature count differs,
+is refused. Without parameters (``elementwise_affine=False``) nothing is recorded, and per-key
+sequences of ``eps`` and ``mean`` need ``in_keys``; so do per-key ``out_properties`` (one per key
+of ``in_keys``) in any case.
 
 Departures from metatensor-learn: explicit gradient blocks are supported (chain rule through
 the normalisation; metatensor-learn refuses them), and the output keeps the input properties
@@ -33,6 +40,16 @@ import numpy as np
 from ..labels import Labels
 from ..tensormap import TensorMap
 from . import _utils
+from .linear import (
+    KEYS_ENTRY,
+    key_names,
+    key_record,
+    parameter_dtype,
+    per_block,
+    read_record,
+    record_rows,
+    refuse_unordered,
+)
 
 __all__ = ["InvariantLayerNorm", "LayerNorm", "layer_norm"]
 
@@ -129,59 +146,101 @@ def _layer_norm(
     return _utils.with_blocks(tensor, blocks)
 
 
+def _selection(module: Any, keys: Labels, layer: str, invariant_only: bool) -> np.ndarray:
+    """Per key, whether the layer normalises its block."""
+    if not invariant_only:
+        return np.ones(len(keys), dtype=bool)
+    selected = _utils.select_keys(keys, module.invariant_keys, _utils.INVARIANT_KEYS, layer)
+    _utils.refuse_covariant(keys, selected, layer, "a layer normalisation")
+    return selected
+
+
 def _apply(module: Any, tensor: TensorMap, layer: str, invariant_only: bool) -> TensorMap:
     tensor = _utils.check_tensor(tensor, layer)
-    param_keys, positions = _utils.key_positions(tensor, module.in_keys, layer)
-    n = len(param_keys)
-    if invariant_only:
-        selected = _utils.select_keys(
-            param_keys, module.invariant_keys, _utils.INVARIANT_KEYS, layer
-        )
-        _utils.refuse_covariant(param_keys, selected, layer, "a layer normalisation")
-    else:
-        selected = np.ones(n, dtype=bool)
-    norm_keys = np.nonzero(selected)[0]
-    n_norm = len(norm_keys)
+    keys = tensor.keys
     what = "invariant keys" if invariant_only else "keys"
+    features = [int(b.values.shape[-1]) for b in tensor.blocks()]
+    if module.in_keys is not None:
+        _utils.key_positions(keys, module.in_keys, layer)  # refuse keys outside in_keys
+    # which blocks are normalised is a property of their keys
+    normalised = np.nonzero(_selection(module, keys, layer, invariant_only))[0]
+    record = read_record(module, keys, layer) if module.elementwise_affine else None
+    if record is None and module.elementwise_affine and not module.has_variable("params", "weight"):
+        _create_parameters(module, tensor, layer, invariant_only, features, what)
+        record = read_record(module, keys, layer)
 
-    from_input = {int(p): int(b.values.shape[-1]) for p, b in zip(positions, tensor.blocks())}
-    if module.in_features is not None:
-        in_features = _utils.per_key(module.in_features, "in_features", int, n_norm, what)
-        for j, k in enumerate(norm_keys):
-            if int(k) in from_input and from_input[int(k)] != in_features[j]:
+    if record is not None:
+        # the record lists the normalised keys: the rows of weight and bias, and the order of
+        # per-key eps and mean
+        if module.in_keys is not None:
+            selected = _selection(module, module.in_keys, layer, invariant_only)
+            expected = key_names(module.in_keys[np.nonzero(selected)[0]])
+            if expected != record.names:
                 raise ValueError(
-                    f"{layer}: in_features says {in_features[j]} for key "
-                    f"{param_keys.entry(int(k))} but the input block has {from_input[int(k)]}"
+                    f"{layer}: the parameters were created for the keys {list(record.names)}, "
+                    f"not for the keys {list(expected)} of in_keys; re-initialise them"
                 )
+        rows = record_rows(record, keys[normalised], None, layer, "parameters")
+        for b, r in zip(normalised, rows):
+            if record.shapes[r] is None or record.shapes[r][0] != features[b]:
+                raise ValueError(
+                    f"{layer}: the block with key '{record.names[r]}' has {features[b]} "
+                    f"properties but its parameters have shape {record.shapes[r]}; they were "
+                    "created for another input: re-initialise them"
+                )
+        n_norm = len(record.names)
+        in_features = [shape[0] for shape in record.shapes if shape is not None]
     else:
-        missing = [int(k) for k in norm_keys if int(k) not in from_input]
-        if missing and module.has_variable("params", "weight"):
-            # applying existing parameters: absent keys are never used
-            width = module.get_variable("params", "weight").shape[1]
-            from_input.update({k: width for k in missing})
-        elif missing:
+        single = (
+            module.elementwise_affine
+            and len(keys) == 1
+            and module.get_variable("params", "weight").shape[0] == 1
+        )
+        if module.elementwise_affine and module.in_keys is None and not single:
             raise ValueError(
-                f"{layer}: the key {param_keys.entry(missing[0])} has no block in the input "
-                "at init, so its in_features is unknown; pass in_features="
+                f"{layer}: the parameters have a stacked 'weight' but no '{KEYS_ENTRY}' entry "
+                "recording the key of each row, so the rows could only follow the block order "
+                "of each input; pass in_keys= (the keys of the rows, in order), or start from "
+                f"the parameters of model.init and replace their arrays, keeping '{KEYS_ENTRY}'"
             )
-        in_features = [from_input[int(k)] for k in norm_keys]
+        param_keys, positions = _utils.key_positions(keys, module.in_keys, layer)
+        selected = _selection(module, param_keys, layer, invariant_only)
+        in_features = _in_features(module, layer, param_keys, selected, positions, features, what)
+        n_norm = int(selected.sum())
+        row = np.full(len(param_keys), -1)
+        row[selected] = np.arange(n_norm)
+        rows = row[positions[normalised]]
+        if module.in_keys is None:
+            # nothing records the key order: per-key sequences would follow each input's
+            for name in ("eps", "mean"):
+                value = getattr(module, name)
+                if isinstance(value, (list, tuple)):
+                    refuse_unordered(value, name, keys[normalised], layer)
     eps = _utils.per_key(module.eps, "eps", (float, int), n_norm, what)
     mean = _utils.per_key(module.mean, "mean", bool, n_norm, what)
+    out_properties = None
+    if module.out_properties is not None:
+        # one per key of in_keys; without in_keys the record (normalised keys only) does not
+        # give the order of all the keys
+        out_properties = per_block(
+            module.out_properties, "out_properties", Labels, module.in_keys, keys, layer
+        )
 
     weight = bias = None
     if module.elementwise_affine and n_norm:
-        dtype = _utils.float_dtype(tensor, module.param_dtype)
-        width = max(in_features)
-        valid = np.arange(width)[None, :] < np.array(in_features)[:, None]
         _utils.check_existing(module, "weight", n_norm, layer)
-        weight = module.param("weight", lambda key, d: jnp.asarray(valid.astype(d)), dtype)
+        weight = module.get_variable("params", "weight")
+        if weight.shape[1] < max(in_features):
+            raise ValueError(
+                f"{layer}: the parameter 'weight' has shape {weight.shape}, too small for keys "
+                f"with up to {max(in_features)} features"
+            )
         if module.bias:
-            bias = module.param("bias", lambda key, d: jnp.zeros((n_norm, width), d), dtype)
+            _utils.check_existing(module, "bias", n_norm, layer)
+            bias = module.get_variable("params", "bias")
 
-    row = np.full(n, -1)
-    row[norm_keys] = np.arange(n_norm)
-    block_row = row[positions]
-    out_properties = _utils.out_properties_per_key(module.out_properties, n, layer)
+    block_row = np.full(len(keys), -1)
+    block_row[normalised] = rows
     return layer_norm(
         tensor,
         weight,
@@ -190,8 +249,66 @@ def _apply(module: Any, tensor: TensorMap, layer: str, invariant_only: bool) -> 
         param_index=np.maximum(block_row, 0),
         eps=[float(eps[r]) if r >= 0 else 0.0 for r in block_row],
         mean=[bool(mean[r]) if r >= 0 else True for r in block_row],
-        out_properties=None if out_properties is None else [out_properties[p] for p in positions],
+        out_properties=out_properties,
     )
+
+
+def _create_parameters(
+    module: Any,
+    tensor: TensorMap,
+    layer: str,
+    invariant_only: bool,
+    features: list[int],
+    what: str,
+) -> None:
+    """``weight`` (ones), ``bias`` (zeros) and the record of the normalised keys, at init."""
+    param_keys, positions = _utils.key_positions(tensor.keys, module.in_keys, layer)
+    selected = _selection(module, param_keys, layer, invariant_only)
+    in_features = _in_features(module, layer, param_keys, selected, positions, features, what)
+    if in_features:
+        dtype = parameter_dtype(tensor, module.param_dtype)
+        width = max(in_features)
+        valid = np.arange(width)[None, :] < np.array(in_features)[:, None]
+        module.param("weight", lambda key, d: jnp.asarray(valid.astype(d)), dtype)
+        if module.bias:
+            module.param("bias", lambda key, d: jnp.zeros((len(in_features), width), d), dtype)
+    names = [key_names(param_keys)[k] for k in np.nonzero(selected)[0]]
+    shapes = [(f,) for f in in_features]
+    module.param(KEYS_ENTRY, lambda _: key_record(names, shapes))
+
+
+def _in_features(
+    module: Any,
+    layer: str,
+    param_keys: Labels,
+    selected: np.ndarray,
+    positions: np.ndarray,
+    features: list[int],
+    what: str,
+) -> list[int]:
+    """Features of every normalised parameter key, from ``in_features`` or the input."""
+    norm_keys = np.nonzero(selected)[0]
+    from_input = {int(p): f for p, f in zip(positions, features)}
+    if module.in_features is not None:
+        in_features = _utils.per_key(module.in_features, "in_features", int, len(norm_keys), what)
+        for j, k in enumerate(norm_keys):
+            if int(k) in from_input and from_input[int(k)] != in_features[j]:
+                raise ValueError(
+                    f"{layer}: in_features says {in_features[j]} for key "
+                    f"{param_keys.entry(int(k))} but the input block has {from_input[int(k)]}"
+                )
+        return in_features
+    missing = [int(k) for k in norm_keys if int(k) not in from_input]
+    if missing and module.has_variable("params", "weight"):
+        # stacked parameters without a record, applied with in_keys: absent keys are unused
+        width = module.get_variable("params", "weight").shape[1]
+        from_input.update({k: width for k in missing})
+    elif missing:
+        raise ValueError(
+            f"{layer}: the key {param_keys.entry(missing[0])} has no block in the input "
+            "at init, so its in_features is unknown; pass in_features="
+        )
+    return [from_input[int(k)] for k in norm_keys]
 
 
 class LayerNorm(nn.Module):
@@ -200,14 +317,20 @@ class LayerNorm(nn.Module):
     Counterpart of ``metatensor.learn.nn.LayerNorm`` (see the module docstring).
 
     Attributes:
-        in_keys: keys the parameters are indexed by (default: the input keys at init).
+        in_keys: keys the parameters are created for (default: the input keys at init);
+            inputs with other keys are refused.
         in_features: features per key (default: read from the input at init).
-        out_properties: output properties, one for all or one per key (default: input's).
+        out_properties: output properties, one for all or one per key of ``in_keys``
+            (default: the input's).
         eps: added to the variance, one value or one per key.
         elementwise_affine: whether to learn a scale (and a shift if ``bias``) per feature.
         bias: whether to learn the shift.
         mean: whether to subtract the mean, one value or one per key.
-        param_dtype: parameter dtype (default: that of the input values).
+        param_dtype: parameter dtype (default: that of the input values, as JAX holds them).
+
+    Per-key ``eps`` and ``mean`` follow ``in_keys``, or the keys of the input at init as the
+    parameters record them (without parameters, ``elementwise_affine=False``, they need
+    ``in_keys``); per-key ``out_properties`` need ``in_keys``.
     """
 
     in_keys: Labels | None = None

@@ -3,16 +3,25 @@
 Each block is multiplied along its properties by the weight matrix of its key, like
 metatensor-learn's ``Linear`` (a ``ModuleMap`` of ``torch.nn.Linear``). The weights of all keys
 live in one stacked array, so that the parameters are a handful of leaves for optax and the
-blocks can be computed together (see :mod:`eqx_tensor.nn._stacking`).
+blocks can be computed together (see :mod:`eqx_tensor.nn._stacking`): one leaf per key makes the
+optimiser update and the backward pass several times slower on models with tens of keys.
 
 Parameters (``variables["params"]``):
 
 * ``weight``: shape ``(n_keys, in_features, out_features)``; ``weight[k]`` is the matrix of the
-  ``k``-th key (the ``k``-th entry of ``in_keys``, or of the input keys at init), i.e. the
-  transpose of ``torch.nn.Linear.weight``. When keys have different feature sizes, the array
-  is zero-padded to the largest ones and the padding is never read.
+  ``k``-th key, i.e. the transpose of ``torch.nn.Linear.weight``. When keys have different
+  feature sizes, the array is zero-padded to the largest ones and the padding is never read.
 * ``bias`` (only if some key has a bias): shape ``(n_bias_keys, out_features)``, one row per
   key with a bias, in key order.
+* ``keys``: which key each row belongs to, as static metadata in the tree's structure (no
+  arrays): ``{"<k> <key name> <in>x<out>": None}``, e.g. ``"0 o3_lambda=0,o3_sigma=1 8x4"``
+  (:func:`key_to_name`). These are the keys of ``in_keys``, or of the input at init.
+
+Blocks are looked up by key: an input may hold any of these keys, in any order (the output keys
+follow the input's order), and per-key attributes given as sequences follow the recorded key
+order. A block whose key is not recorded, or whose number of properties differs from its key's
+``in``, is refused. Parameters without ``keys`` (built by hand, or before it was recorded) are
+only accepted with ``in_keys``, whose order then gives the rows, or for one block and one row.
 
 Explicit gradient blocks (e.g. ``positions`` gradients) are transformed by the same weights
 **without** the bias, so they stay the derivatives of the transformed values (metatensor-learn
@@ -23,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -31,12 +40,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..labels import Labels
+from ..labels import Labels, LabelsEntry
 from ..tensormap import TensorMap
 from . import _utils
 from ._stacking import STACKING_MODES, grouped_matmul
 
-__all__ = ["EquivariantLinear", "Linear", "LinearSpec", "linear", "torch_linear_init"]
+__all__ = [
+    "EquivariantLinear",
+    "Linear",
+    "LinearSpec",
+    "key_to_name",
+    "linear",
+    "torch_linear_init",
+]
 
 Array = Any
 Initializer = Any  # flax-style: (key, shape, dtype) -> Array
@@ -46,6 +62,104 @@ def torch_linear_init(key: Array, shape: tuple[int, ...], dtype: Any, fan_in: in
     """``torch.nn.Linear``'s default: uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``."""
     bound = 1.0 / np.sqrt(fan_in) if fan_in > 0 else 0.0
     return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+# ----------------------------------------------------------------------------- key names
+def key_to_name(key: LabelsEntry) -> str:
+    """The name of a key in the parameters of the nn layers.
+
+    ``"name=value"`` for every key dimension, joined by commas, e.g.
+    ``"o3_lambda=1,o3_sigma=-1"``: how the ``keys`` records of :class:`Linear` and the other
+    layers name their keys, and the name of a :class:`~eqx_tensor.nn.ModuleMap` clone, so that
+    ``params[key_to_name(key)]`` holds the parameters of ``key``'s module there.
+    """
+    if not isinstance(key, LabelsEntry):
+        raise TypeError(f"key_to_name expects a LabelsEntry, got {type(key).__name__}")
+    return _name(key.names, np.asarray(key.values))
+
+
+def _name(names: Sequence[str], values: np.ndarray) -> str:
+    return ",".join(f"{n}={int(v)}" for n, v in zip(names, values))
+
+
+@functools.lru_cache(maxsize=256)
+def key_names(keys: Labels) -> tuple[str, ...]:
+    """:func:`key_to_name` of every entry of ``keys`` (cached: keys are static metadata)."""
+    values = np.asarray(keys.values)
+    return tuple(_name(keys.names, row) for row in values)
+
+
+def _shown(names: Sequence[str], limit: int = 4) -> str:
+    listed = ", ".join(f"'{n}'" for n in list(names)[:limit])
+    more = len(names) - limit
+    return f"[{listed}{f', ... ({more} more)' if more > 0 else ''}]"
+
+
+def lookup(parameters: Mapping[str, Any], names: Sequence[str], layer: str, what: str) -> list[Any]:
+    """``parameters[name]`` for every name, for parameters named by key (:func:`key_to_name`);
+    keys the parameters lack are refused by name."""
+    missing = [n for n in names if n not in parameters]
+    if missing:
+        raise ValueError(
+            f"{layer}: the input has blocks with the keys {_shown(missing)}, for which the "
+            f"parameters have no {what} (they have {_shown(sorted(parameters))}); pass in_keys= "
+            "with every key the layer must accept and re-initialise, or re-initialise with an "
+            "input holding these keys"
+        )
+    return [parameters[n] for n in names]
+
+
+def refuse_unordered(value: Sequence[Any], name: str, keys: Labels, layer: str) -> None:
+    """Refuse a per-key sequence when nothing says which key each entry belongs to.
+
+    Without ``in_keys`` and without a record of the keys in the parameters, the entries could
+    only follow the block order of each input; a single entry for a single block is fine.
+    """
+    if len(keys) == 1 and len(value) == 1:
+        return
+    raise ValueError(
+        f"{layer}: {name} has one entry per key, but in_keys is not given, so its entries "
+        "could only follow the block order of each input; pass in_keys= (the keys the entries "
+        "belong to, in that order) or a single value for every key"
+    )
+
+
+def per_block(
+    value: Any,
+    name: str,
+    kind: type | tuple[type, ...],
+    in_keys: Labels | None,
+    keys: Labels,
+    layer: str,
+) -> list[Any]:
+    """The value of a per-key attribute for each block of an input with ``keys``.
+
+    For layers without parameters, hence without a record of the keys at init: one value is
+    used for every block; a sequence has one entry per key of ``in_keys`` (see
+    :func:`refuse_unordered` without ``in_keys``).
+    """
+    if isinstance(value, kind) and not isinstance(value, (list, tuple)):
+        return [value] * len(keys)
+    if in_keys is None:
+        refuse_unordered(value, name, keys, layer)
+        in_keys = keys
+    _, positions = _utils.key_positions(keys, in_keys, layer)
+    if kind is Labels:
+        values = _utils.out_properties_per_key(value, len(in_keys), layer)
+    else:
+        values = _utils.per_key(value, name, kind, len(in_keys), "keys in in_keys")
+    return [values[p] for p in positions]
+
+
+def parameter_dtype(tensor: TensorMap, param_dtype: Any) -> Any:
+    """The dtype of new parameters: ``param_dtype`` or the input's, as JAX will hold them.
+
+    Canonical (``float32`` for ``float64`` with x64 off), so that creating them does not warn.
+    """
+    return jax.dtypes.canonicalize_dtype(_utils.float_dtype(tensor, param_dtype))
+
+
+# ----------------------------------------------------------------------------- pure function
 
 
 def linear(
@@ -155,52 +269,108 @@ def _linear(
     return _utils.with_blocks(tensor, blocks)
 
 
-def _resolve_features(
-    module: Any,
-    layer: str,
-    param_keys: Labels,
-    block_features: Sequence[int],
-    positions: np.ndarray,
-) -> tuple[list[int], list[int], list[Labels] | None]:
-    """Input features, output features and output properties of every parameter key."""
-    n = len(param_keys)
-    from_input: dict[int, int] = {int(p): int(f) for p, f in zip(positions, block_features)}
-    if module.in_features is not None:
-        in_features = _utils.per_key(module.in_features, "in_features", int, n, "keys")
-        for p, fin in from_input.items():
-            if in_features[p] != fin:
-                raise ValueError(
-                    f"{layer}: in_features says {in_features[p]} for key {param_keys.entry(p)} "
-                    f"but the input block has {fin} properties"
-                )
-    else:
-        missing = [p for p in range(n) if p not in from_input]
-        if missing and module.has_variable("params", "weight"):
-            # applying existing parameters: absent keys are never used
-            width = module.get_variable("params", "weight").shape[1]
-            from_input.update({p: width for p in missing})
-        elif missing:
-            raise ValueError(
-                f"{layer}: the key {param_keys.entry(missing[0])} of in_keys has no block in the "
-                "input at init, so its in_features is unknown; pass in_features="
-            )
-        in_features = [from_input[p] for p in range(n)]
+# ----------------------------------------------------------------------------- key record
+#: The parameter entry recording the key of each stacked row (module docstring).
+KEYS_ENTRY = "keys"
 
-    out_properties = _utils.out_properties_per_key(module.out_properties, n, layer)
-    if module.out_features is None:
-        if out_properties is None:
-            raise ValueError(f"{layer}: give out_features or out_properties")
-        out_features = [len(p) for p in out_properties]
-    else:
-        out_features = _utils.per_key(module.out_features, "out_features", int, n, "keys")
-        if out_properties is not None:
-            for p, (fout, labels) in enumerate(zip(out_features, out_properties)):
-                if fout != len(labels):
-                    raise ValueError(
-                        f"{layer}: out_features is {fout} for key {param_keys.entry(p)} but its "
-                        f"out_properties have {len(labels)} entries"
-                    )
-    return in_features, out_features, out_properties
+
+def key_record(names: Sequence[str], shapes: Sequence[tuple[int, ...] | None]) -> dict[str, None]:
+    """The ``keys`` entry of the parameters: ``{"<row> <key name> <shape>": None}``.
+
+    ``shape`` is ``"<in>x<out>"`` for a weight matrix, ``"<n>"`` for a vector, ``"-"`` for a
+    key without parameters. The row number is zero-padded so that the entries sort in row
+    order (JAX sorts dict keys when it rebuilds a tree).
+    """
+    width = len(str(max(len(names) - 1, 0)))
+    return {
+        f"{row:0{width}d} {name} {_shape_text(shape)}": None
+        for row, (name, shape) in enumerate(zip(names, shapes))
+    }
+
+
+def _shape_text(shape: tuple[int, ...] | None) -> str:
+    return "-" if shape is None else "x".join(str(int(d)) for d in shape)
+
+
+class KeyRecord(NamedTuple):
+    """The parsed ``keys`` entry: the keys of the rows, their names, shapes and rows."""
+
+    keys: Labels
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...] | None, ...]
+    rows: Mapping[str, int]
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_record(entries: tuple[str, ...], empty_names: tuple[str, ...], layer: str) -> KeyRecord:
+    parsed = []
+    for entry in entries:
+        try:
+            row, name, shape = entry.split(" ")
+            pairs = [item.split("=") for item in name.split(",")]
+            dimensions = tuple(n for n, _ in pairs)
+            values = tuple(int(v) for _, v in pairs)
+            dims = None if shape == "-" else tuple(int(d) for d in shape.split("x"))
+            parsed.append((int(row), name, dimensions, values, dims))
+        except ValueError:
+            raise ValueError(
+                f"{layer}: the entry {entry!r} of the parameters' '{KEYS_ENTRY}' is not "
+                "'<row> <key name> <shape>' (e.g. '0 o3_lambda=0,o3_sigma=1 8x4'); keep the "
+                f"'{KEYS_ENTRY}' that model.init created"
+            ) from None
+    parsed.sort()
+    if [p[0] for p in parsed] != list(range(len(parsed))) or len({p[2] for p in parsed}) > 1:
+        raise ValueError(
+            f"{layer}: the parameters' '{KEYS_ENTRY}' must number its rows 0, 1, ... with the "
+            f"same key dimensions, got {list(entries)}; keep the '{KEYS_ENTRY}' that model.init "
+            "created"
+        )
+    dimensions = parsed[0][2] if parsed else empty_names
+    values = np.array([p[3] for p in parsed], dtype=np.int32).reshape(len(parsed), len(dimensions))
+    names = tuple(p[1] for p in parsed)
+    return KeyRecord(
+        Labels(list(dimensions), values),
+        names,
+        tuple(p[4] for p in parsed),
+        {name: row for row, name in enumerate(names)},
+    )
+
+
+def read_record(module: Any, keys: Labels, layer: str) -> KeyRecord | None:
+    """The parsed ``keys`` entry of ``module``'s parameters, ``None`` if there is none."""
+    if not module.has_variable("params", KEYS_ENTRY):
+        return None
+    record = module.get_variable("params", KEYS_ENTRY)
+    if not isinstance(record, Mapping):
+        raise ValueError(
+            f"{layer}: the parameters' '{KEYS_ENTRY}' must be the mapping that model.init "
+            f"created, got a {type(record).__name__}"
+        )
+    return _parse_record(tuple(sorted(record)), tuple(keys.names), layer)
+
+
+def record_rows(
+    record: KeyRecord, keys: Labels, in_keys: Labels | None, layer: str, what: str
+) -> np.ndarray:
+    """The row of each block of an input with ``keys``, refusing keys that are not recorded."""
+    if in_keys is not None:
+        _utils.key_positions(keys, in_keys, layer)  # keys outside in_keys: that error first
+    if in_keys is not None and key_names(in_keys) != record.names:
+        raise ValueError(
+            f"{layer}: the parameters were created for the keys {_shown(record.names)}, not for "
+            f"in_keys {_shown(key_names(in_keys))}; re-initialise them with these in_keys"
+        )
+    names = key_names(keys)
+    missing = [name for name in names if name not in record.rows]
+    if missing:
+        raise ValueError(
+            f"{layer}: the input has blocks with the keys {_shown(missing)}, for which the "
+            f"parameters have no {what} (they were created for {_shown(record.names)}); pass "
+            "in_keys= with every key the layer must accept (and in_features= for keys absent "
+            "from the input at init) and re-initialise, or re-initialise with an input holding "
+            "these keys"
+        )
+    return np.array([record.rows[name] for name in names], dtype=np.int64)
 
 
 def _stacked(make: Any, shapes: list[tuple[int, ...]], key: Array, dtype: Any) -> Array:
@@ -289,57 +459,185 @@ class LinearSpec(NamedTuple):
         )
 
 
+def _resolve_features(
+    module: Any,
+    layer: str,
+    param_keys: Labels,
+    block_features: Sequence[int],
+    positions: np.ndarray,
+) -> tuple[list[int], list[int], list[Labels] | None]:
+    """Input features, output features and output properties of every parameter key."""
+    n = len(param_keys)
+    from_input: dict[int, int] = {int(p): int(f) for p, f in zip(positions, block_features)}
+    if module.in_features is not None:
+        in_features = _utils.per_key(module.in_features, "in_features", int, n, "keys")
+        for p, fin in from_input.items():
+            if in_features[p] != fin:
+                raise ValueError(
+                    f"{layer}: in_features says {in_features[p]} for key {param_keys.entry(p)} "
+                    f"but the input block has {fin} properties"
+                )
+    else:
+        missing = [p for p in range(n) if p not in from_input]
+        if missing and module.has_variable("params", "weight"):
+            # applying existing parameters: absent keys are never used
+            width = module.get_variable("params", "weight").shape[1]
+            from_input.update({p: width for p in missing})
+        elif missing:
+            raise ValueError(
+                f"{layer}: the key {param_keys.entry(missing[0])} of in_keys has no block in the "
+                "input at init, so its in_features is unknown; pass in_features="
+            )
+        in_features = [from_input[p] for p in range(n)]
+
+    out_properties = _utils.out_properties_per_key(module.out_properties, n, layer)
+    if module.out_features is None:
+        if out_properties is None:
+            raise ValueError(f"{layer}: give out_features or out_properties")
+        out_features = [len(p) for p in out_properties]
+    else:
+        out_features = _utils.per_key(module.out_features, "out_features", int, n, "keys")
+        if out_properties is not None:
+            for p, (fout, labels) in enumerate(zip(out_features, out_properties)):
+                if fout != len(labels):
+                    raise ValueError(
+                        f"{layer}: out_features is {fout} for key {param_keys.entry(p)} but its "
+                        f"out_properties have {len(labels)} entries"
+                    )
+    return in_features, out_features, out_properties
+
+
+def _create_parameters(
+    module: Any,
+    layer: str,
+    keys: Labels,
+    block_features: Sequence[int],
+    dtype: Any,
+    has_bias: Any,
+) -> None:
+    """Create ``weight``, ``bias`` and the ``keys`` record for ``in_keys`` or these keys."""
+    param_keys, positions = _utils.key_positions(keys, module.in_keys, layer)
+    in_features, out_features, _ = _resolve_features(
+        module, layer, param_keys, block_features, positions
+    )
+    with_bias = np.nonzero(has_bias(param_keys))[0]
+    module.param("weight", _stacked_init(module.kernel_init, in_features, out_features), dtype)
+    if len(with_bias):
+        init = _stacked_bias_init(
+            module.bias_init,
+            [in_features[k] for k in with_bias],
+            [out_features[k] for k in with_bias],
+        )
+        module.param("bias", init, dtype)
+    shapes = list(zip(in_features, out_features))
+    module.param(KEYS_ENTRY, lambda _: key_record(key_names(param_keys), shapes))
+
+
 def _linear_spec(
     module: Any,
     keys: Labels,
     block_features: Sequence[int],
     dtype: Any,
     layer: str,
-    has_bias: np.ndarray | None,
+    has_bias: Any,
 ) -> LinearSpec:
-    """Create (at init) or fetch the stacked parameters for blocks with these keys and features.
+    """Create (at init) or fetch the stacked parameters, and find the rows of every block.
 
-    ``has_bias`` is per parameter key (``None``: from ``module.bias``).
+    ``has_bias(param_keys)`` says which parameter keys have a bias (a boolean array).
     """
     if module.stacking not in STACKING_MODES:
         raise ValueError(f"{layer}: stacking must be one of {STACKING_MODES}")
-    param_keys, positions = _utils.key_positions(keys, module.in_keys, layer)
-    in_features, out_features, out_properties = _resolve_features(
-        module, layer, param_keys, block_features, positions
-    )
+    record = read_record(module, keys, layer)
+    if record is None and not module.has_variable("params", "weight"):
+        _create_parameters(module, layer, keys, block_features, dtype, has_bias)
+        record = read_record(module, keys, layer)
+    if record is None:
+        # stacked parameters built by hand (or before the record): only in_keys gives the rows,
+        # unless there is one row for one block
+        single = len(keys) == 1 and module.get_variable("params", "weight").shape[0] == 1
+        if module.in_keys is None and not single:
+            raise ValueError(
+                f"{layer}: the parameters have a stacked 'weight' but no '{KEYS_ENTRY}' entry "
+                "recording the key of each row, so the rows could only follow the block order "
+                "of each input; pass in_keys= (the keys of the rows, in order), or start from "
+                f"the parameters of model.init and replace their arrays, keeping '{KEYS_ENTRY}'"
+            )
+        param_keys, rows = _utils.key_positions(keys, module.in_keys, layer)
+        in_features, out_features, out_properties = _resolve_features(
+            module, layer, param_keys, block_features, rows
+        )
+    else:
+        param_keys, rows = record.keys, record_rows(record, keys, module.in_keys, layer, "weights")
+        in_features = [shape[0] for shape in record.shapes]
+        out_features = [shape[1] for shape in record.shapes]
+        for row, fin in zip(rows, block_features):
+            if fin != in_features[row]:
+                raise ValueError(
+                    f"{layer}: the block with key '{record.names[row]}' has {fin} properties "
+                    f"but its weights take {in_features[row]} input features; these "
+                    "parameters were created for another input: re-initialise them"
+                )
+        _check_recorded(module, layer, record, in_features, out_features)
+        out_properties = _utils.out_properties_per_key(
+            module.out_properties, len(param_keys), layer
+        )
+        if out_properties is not None:
+            for name, labels, fout in zip(record.names, out_properties, out_features):
+                if len(labels) != fout:
+                    raise ValueError(
+                        f"{layer}: out_properties for the key '{name}' has {len(labels)} "
+                        f"entries but its weights give {fout} output features"
+                    )
     n = len(param_keys)
-    if has_bias is None:
-        has_bias = np.array(_utils.per_key(module.bias, "bias", bool, n, "keys"), dtype=bool)
+    with_bias = np.asarray(has_bias(param_keys), dtype=bool)
 
     _utils.check_existing(module, "weight", n, layer)
-    weight = module.param(
-        "weight", _stacked_init(module.kernel_init, in_features, out_features), dtype
-    )
+    weight = module.get_variable("params", "weight")
+    if n and (weight.shape[1] < max(in_features) or weight.shape[2] < max(out_features)):
+        raise ValueError(
+            f"{layer}: the parameter 'weight' has shape {weight.shape}, too small for keys with "
+            f"up to {max(in_features)} input and {max(out_features)} output features"
+        )
     bias = None
     bias_index = None
-    if has_bias.any():
-        bias_keys = np.nonzero(has_bias)[0]
-        _utils.check_existing(module, "bias", len(bias_keys), layer)
-        bias = module.param(
-            "bias",
-            _stacked_bias_init(
-                module.bias_init,
-                [in_features[k] for k in bias_keys],
-                [out_features[k] for k in bias_keys],
-            ),
-            dtype,
-        )
+    if with_bias.any():
+        if not module.has_variable("params", "bias"):
+            biased = [key_names(param_keys)[k] for k in np.nonzero(with_bias)[0]]
+            raise ValueError(
+                f"{layer}: the keys {_shown(biased)} have a bias but the parameters have no "
+                "'bias'; re-initialise them"
+            )
+        _utils.check_existing(module, "bias", int(with_bias.sum()), layer)
+        bias = module.get_variable("params", "bias")
         row = np.full(n, -1)
-        row[bias_keys] = np.arange(len(bias_keys))
-        bias_index = tuple(int(r) for r in row[positions])
+        row[with_bias] = np.arange(int(with_bias.sum()))
+        bias_index = tuple(int(r) for r in row[rows])
     return LinearSpec(
         weight,
         bias,
-        tuple(int(p) for p in positions),
+        tuple(int(r) for r in rows),
         bias_index,
-        tuple(out_features[p] for p in positions),
-        None if out_properties is None else tuple(out_properties[p] for p in positions),
+        tuple(out_features[r] for r in rows),
+        None if out_properties is None else tuple(out_properties[r] for r in rows),
     )
+
+
+def _check_recorded(
+    module: Any, layer: str, record: KeyRecord, in_features: list[int], out_features: list[int]
+) -> None:
+    """Refuse feature attributes that disagree with the recorded parameter shapes."""
+    n = len(record.names)
+    for attribute, recorded in (("in_features", in_features), ("out_features", out_features)):
+        value = getattr(module, attribute)
+        if value is None:
+            continue
+        expected = _utils.per_key(value, attribute, int, n, "keys")
+        for name, want, got in zip(record.names, expected, recorded):
+            if want != got:
+                raise ValueError(
+                    f"{layer}: {attribute} says {want} for key '{name}' but the parameters were "
+                    f"created with {got}; re-initialise them"
+                )
 
 
 def _block_features(tensor: TensorMap) -> list[int]:
@@ -350,24 +648,25 @@ class Linear(nn.Module):
     """A linear map per block, along the properties: ``values @ W[key] + b[key]``.
 
     Counterpart of ``metatensor.learn.nn.Linear``. ``in_keys`` and ``in_features`` are read from
-    the input at init unless given.
+    the input at init unless given. The parameters record their keys (module docstring), so
+    an input may hold any of the keys they were created for, in any order.
 
     Attributes:
-        out_features: output features, one for all keys or one per key.
-        out_properties: output property labels, one for all keys or one per key; sets
-            ``out_features``. Default ``Labels.range("_", out_features)``.
-        in_keys: the keys the parameters are indexed by; inputs may then hold any subset of
-            them, in any order. Default: the keys of the input at init; later inputs must then
-            have the same keys in the same order, with at most as many properties per block,
-            which the parameters (a plain pytree of arrays) cannot check: pass ``in_keys``
-            and ``in_features`` to have blocks looked up by key and their sizes checked.
-        in_features: input features, checked against every input; needed for ``in_keys``
+        out_features: output features, one for all keys or one per key (of ``in_keys``, or of
+            the input at init).
+        out_properties: output property labels, one for all keys or one per key (of
+            ``in_keys``, or of the input at init); sets ``out_features``. Default
+            ``Labels.range("_", out_features)``.
+        in_keys: the keys the parameters are created for; default the keys of the input at
+            init. Inputs with other keys are refused.
+        in_features: input features, one for all keys or one per key; needed for ``in_keys``
             that have no block in the input at init.
         bias: whether to add a bias, for all keys or per key.
         kernel_init: flax initializer ``(key, (in, out), dtype)`` for each key's matrix;
             default ``torch.nn.Linear``'s uniform ``±1/sqrt(in)``.
         bias_init: flax initializer ``(key, (out,), dtype)``; default uniform ``±1/sqrt(in)``.
-        param_dtype: parameter dtype; default the dtype of the input values.
+        param_dtype: parameter dtype; default the dtype of the input values (as JAX holds it:
+            ``float32`` for ``float64`` data with x64 off).
         stacking: how blocks are batched, ``"auto"``, ``"blocks"`` or ``"pad"`` (see
             :mod:`eqx_tensor.nn._stacking`); all give the same result.
     """
@@ -387,11 +686,16 @@ class Linear(nn.Module):
     def spec(self, keys: Labels, block_features: Sequence[int], dtype: Any) -> LinearSpec:
         """Parameters and per-block arguments of :func:`linear` for blocks with these keys and
         input features (used by :class:`~eqx_tensor.nn.Sequential` to fuse linear layers)."""
-        return _linear_spec(self, keys, block_features, dtype, "Linear", None)
+
+        def has_bias(param_keys: Labels) -> np.ndarray:
+            n = len(param_keys)
+            return np.array(_utils.per_key(self.bias, "bias", bool, n, "keys"), dtype=bool)
+
+        return _linear_spec(self, keys, block_features, dtype, "Linear", has_bias)
 
     def __call__(self, tensor: TensorMap) -> TensorMap:
         tensor = _utils.check_tensor(tensor, "Linear")
-        dtype = _utils.float_dtype(tensor, self.param_dtype)
+        dtype = parameter_dtype(tensor, self.param_dtype)
         return self.spec(tensor.keys, _block_features(tensor), dtype).apply(tensor, self.stacking)
 
 
@@ -401,7 +705,8 @@ class EquivariantLinear(nn.Module):
     Counterpart of ``metatensor.learn.nn.EquivariantLinear``. Mixing properties within a
     block commutes with rotations of its components, so every block gets its own weights;
     a bias only commutes with the identity representation, so only the invariant blocks
-    (``invariant_keys``, by default ``o3_lambda=0, o3_sigma=1``) may have one.
+    (``invariant_keys``, by default ``o3_lambda=0, o3_sigma=1``) may have one. Parameters are
+    laid out and looked up by key as in :class:`Linear`.
 
     Attributes:
         out_features, out_properties, in_keys, in_features, kernel_init, bias_init,
@@ -429,13 +734,15 @@ class EquivariantLinear(nn.Module):
     def spec(self, keys: Labels, block_features: Sequence[int], dtype: Any) -> LinearSpec:
         """Parameters and per-block arguments of :func:`linear` (see :meth:`Linear.spec`)."""
         layer = "EquivariantLinear"
-        param_keys, _ = _utils.key_positions(keys, self.in_keys, layer)
-        has_bias = _equivariant_bias(self, param_keys, layer)
+
+        def has_bias(param_keys: Labels) -> np.ndarray:
+            return _equivariant_bias(self, param_keys, layer)
+
         return _linear_spec(self, keys, block_features, dtype, layer, has_bias)
 
     def __call__(self, tensor: TensorMap) -> TensorMap:
         tensor = _utils.check_tensor(tensor, "EquivariantLinear")
-        dtype = _utils.float_dtype(tensor, self.param_dtype)
+        dtype = parameter_dtype(tensor, self.param_dtype)
         return self.spec(tensor.keys, _block_features(tensor), dtype).apply(tensor, self.stacking)
 
 

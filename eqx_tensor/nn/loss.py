@@ -1,8 +1,10 @@
 """Squared-error losses between TensorMaps, with block weights, gradient terms and masks.
 
 Both losses compare ``prediction`` and ``target`` block by block (blocks are matched by key,
-so the target may list its keys in another order or hold more keys) and are jit-able and
-differentiable with respect to the prediction.
+so the target may list its keys in another order) and are jit-able and differentiable with
+respect to the prediction. Every block of the target must have a prediction: a target block
+without one is refused, naming its key, unless ``ignore_missing_keys=True`` asks to compare only
+the prediction's blocks (e.g. a model predicting a subset of the targets on purpose).
 
 * :func:`sum_squared_error`: ``values_weight * sum_b w_b * SSE_b +
   sum_p gradient_weights[p] * sum_b w_b * SSE_b[p]``, where ``SSE_b`` is the sum of squared
@@ -54,12 +56,13 @@ def sum_squared_error(
     padding_system: int | None = None,
     system_name: str = "system",
     per_block: bool = False,
+    ignore_missing_keys: bool = False,
 ) -> Array | tuple[Array, TensorMap]:
     """Sum of squared errors between two TensorMaps (see the module docstring).
 
     Args:
         prediction: predicted TensorMap.
-        target: reference TensorMap with (at least) the prediction's keys; matching blocks
+        target: reference TensorMap with the prediction's keys, in any order; matching blocks
             must have the same shapes, and the same samples when both are static.
         block_weights: weight of each block: a sequence or array in the order of the
             prediction keys, or a mapping from key (``LabelsEntry`` or tuple of key values) to
@@ -72,6 +75,8 @@ def sum_squared_error(
         padding_system: rows whose ``system_name`` sample equals this value are ignored.
         system_name: the sample dimension holding the system index.
         per_block: also return the contribution of every block.
+        ignore_missing_keys: compare only the prediction's blocks, ignoring the target blocks
+            that the prediction lacks; by default these raise a ``ValueError`` naming them.
 
     Returns:
         The scalar loss, or ``(loss, per_block)`` with ``per_block`` a TensorMap of scalars.
@@ -86,7 +91,8 @@ def sum_squared_error(
         padding_system,
         system_name,
         per_block,
-        mean=False,
+        ignore_missing_keys,
+        "sum_squared_error",
     )
 
 
@@ -101,6 +107,7 @@ def mean_squared_error(
     padding_system: int | None = None,
     system_name: str = "system",
     per_block: bool = False,
+    ignore_missing_keys: bool = False,
 ) -> Array | tuple[Array, TensorMap]:
     """Mean squared error between two TensorMaps; arguments as in :func:`sum_squared_error`.
 
@@ -117,7 +124,8 @@ def mean_squared_error(
         padding_system,
         system_name,
         per_block,
-        mean=True,
+        ignore_missing_keys,
+        "mean_squared_error",
     )
 
 
@@ -221,19 +229,34 @@ def _loss(
     padding_system: int | None,
     system_name: str,
     per_block: bool,
-    mean: bool,
+    ignore_missing_keys: bool,
+    fname: str,
 ) -> Array | tuple[Array, TensorMap]:
-    prediction = _utils.check_tensor(prediction, "loss (prediction)")
-    target = _utils.check_tensor(target, "loss (target)")
+    mean = fname == "mean_squared_error"
+    prediction = _utils.check_tensor(prediction, f"{fname} (prediction)")
+    target = _utils.check_tensor(target, f"{fname} (target)")
     keys = prediction.keys
     if keys.names != target.keys.names:
         raise ValueError(
-            f"the prediction has key names {keys.names} but the target has {target.keys.names}"
+            f"{fname}: the prediction has key names {keys.names} but the target has "
+            f"{target.keys.names}"
         )
     positions = target.keys.positions(keys)
     if (positions < 0).any():
         missing = keys.entry(int(np.nonzero(positions < 0)[0][0]))
-        raise ValueError(f"the target has no block for the prediction key {missing}")
+        raise ValueError(f"{fname}: the target has no block for the prediction key {missing}")
+    if not ignore_missing_keys:
+        unmatched = np.nonzero(keys.positions(target.keys) < 0)[0]
+        if len(unmatched):
+            shown = ", ".join(str(target.keys.entry(int(i))) for i in unmatched[:4])
+            more = f" and {len(unmatched) - 4} more" if len(unmatched) > 4 else ""
+            raise ValueError(
+                f"{fname}: the prediction has no block for the target keys {shown}{more} "
+                f"({len(unmatched)} of the {len(target.keys)} target blocks), which the loss "
+                "would silently leave out: predict every target block, select the target "
+                "blocks to compare first, or pass ignore_missing_keys=True to compare only the "
+                "prediction's blocks"
+            )
     weights = _per_block(block_weights, keys, "block_weights", 1.0)
     masks = _per_block(mask, keys, "mask", None)
     gradient_weights = dict(gradient_weights or {})

@@ -28,12 +28,14 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._backend import safe_sqrt
 from ..block import TensorBlock
-from ..o3._metadata import block_orders
+from ..o3 import block_orders
 from ..tensormap import TensorMap
 from . import _utils
+from .linear import KEYS_ENTRY, key_names, key_record, parameter_dtype, read_record, record_rows
 
 __all__ = ["NormActivation", "channel_norms", "norm_activation"]
 
@@ -156,8 +158,11 @@ class NormActivation(nn.Module):
         fn: function of the norms; default ``jax.nn.sigmoid``.
         normalization: ``"component"`` (norm divided by ``sqrt(2l+1)``) or ``"norm"``.
         apply_to_scalars: also scale the ``o3_lambda = 0`` blocks.
-        bias: learn a bias per channel added to the norms (parameters ``bias``: a tuple with
-            one ``(mul,)`` array per scaled block, in block order, zero-initialised).
+        bias: learn a bias per channel added to the norms. Parameters: ``bias``, a tuple with
+            one zero-initialised ``(mul,)`` array per scaled block of the input at init, and
+            ``keys``, the record of their keys as in :mod:`eqx_tensor.nn.linear`
+            (``"<row> <key name> <mul>"``). Scaled blocks are looked up by key: an input may
+            list them in any order; a scaled block whose key is not recorded is refused.
         param_dtype: dtype of the biases; default the dtype of the input values.
     """
 
@@ -174,21 +179,38 @@ class NormActivation(nn.Module):
         biases = None
         if self.bias:
             selected = _selected(tensor, self.apply_to_scalars, layer)
-            sizes = tuple(
-                int(b.values.shape[-1]) for b, active in zip(tensor.blocks(), selected) if active
-            )
-            dtype = _utils.float_dtype(tensor, self.param_dtype)
-            params = self.param(
-                "bias", lambda _, sizes: tuple(jnp.zeros((s,), dtype) for s in sizes), sizes
-            )
-            created = tuple(p.shape[0] for p in params)
-            if created != sizes:
+            scaled = [b for b, active in enumerate(selected) if active]
+            sizes = [int(tensor.block_by_id(b).values.shape[-1]) for b in scaled]
+            record = read_record(self, tensor.keys, layer)
+            if record is None and not self.has_variable("params", "bias"):
+                dtype = parameter_dtype(tensor, self.param_dtype)
+                self.param("bias", lambda _, d: tuple(jnp.zeros((n,), d) for n in sizes), dtype)
+                names = [key_names(tensor.keys)[b] for b in scaled]
+                self.param(KEYS_ENTRY, lambda _: key_record(names, [(n,) for n in sizes]))
+                record = read_record(self, tensor.keys, layer)
+            params = self.get_variable("params", "bias")
+            if record is not None:
+                scaled_keys = tensor.keys[np.array(scaled, dtype=np.int64)]
+                rows = record_rows(record, scaled_keys, None, layer, "biases")
+            elif len(scaled) == len(params) == 1:  # built by hand: one bias, one block
+                rows = np.zeros(1, dtype=np.int64)
+            else:
                 raise ValueError(
-                    f"{layer}: the biases were created for blocks with {created} channels, "
-                    f"this input has {sizes}"
+                    f"{layer}: the parameters have 'bias' but no '{KEYS_ENTRY}' entry recording "
+                    "the key of each bias, so they could only follow the block order of each "
+                    "input; start from the parameters of model.init and replace their arrays, "
+                    f"keeping '{KEYS_ENTRY}'"
                 )
-            it = iter(params)
-            biases = [next(it) if active else None for active in selected]
+            biases = [None] * len(selected)
+            for b, row, size in zip(scaled, rows, sizes):
+                bias = params[int(row)]
+                if tuple(bias.shape) != (size,):
+                    raise ValueError(
+                        f"{layer}: the bias of the key '{key_names(tensor.keys)[b]}' has shape "
+                        f"{tuple(bias.shape)} but the block has {size} channels; these "
+                        "parameters were created for another input: re-initialise them"
+                    )
+                biases[b] = bias
         return norm_activation(
             tensor,
             self.fn,

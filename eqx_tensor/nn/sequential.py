@@ -7,6 +7,7 @@ values of each block, like ``metatensor.learn.nn.ModuleMap``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +20,16 @@ from ..labels import Labels
 from ..tensormap import TensorMap
 from . import _utils
 from ._stacking import take_weights
-from .linear import EquivariantLinear, Linear, LinearSpec, linear
+from .linear import (
+    EquivariantLinear,
+    Linear,
+    LinearSpec,
+    key_names,
+    linear,
+    lookup,
+    parameter_dtype,
+    per_block,
+)
 
 __all__ = ["ModuleMap", "Sequential"]
 
@@ -29,10 +39,12 @@ Array = Any
 class Sequential(nn.Module):
     """Apply ``layers`` in order: ``layers[-1](...(layers[0](tensor)))``.
 
-    Counterpart of ``metatensor.learn.nn.Sequential``. The layers keep their own parameters,
-    under ``params["layers_0"]``, ``params["layers_1"]``, ... (layers without parameters, such
-    as activations, have no entry). Unlike metatensor-learn, no ``in_keys`` is needed: each
-    layer reads the keys of its input.
+    Counterpart of ``metatensor.learn.nn.Sequential``. Both ``Sequential([m1, m2, ...])`` and
+    metatensor-learn's ``Sequential(in_keys, m1, m2, ...)`` are accepted; with ``in_keys``,
+    inputs with other keys are refused (as metatensor-learn does), otherwise each layer reads
+    the keys of its input. The layers keep their own parameters, under ``params["layers_0"]``,
+    ``params["layers_1"]``, ... (layers without parameters, such as activations, have no
+    entry).
 
     Example::
 
@@ -55,19 +67,26 @@ class Sequential(nn.Module):
         layers: callables taking and returning a TensorMap (usually flax modules).
         fuse_linear: compose consecutive linear layers on the blocks that the layers between
             them leave unchanged.
+        in_keys: the keys inputs may have (metatensor-learn's first argument); ``None``: any.
     """
 
     layers: Sequence[Callable[[TensorMap], TensorMap]]
     fuse_linear: bool = True
+    in_keys: Labels | None = None
 
     @nn.compact
     def __call__(self, tensor: TensorMap) -> TensorMap:
         if not self.layers:
             raise ValueError("Sequential needs at least one layer")
+        if self.in_keys is not None:
+            _utils.key_positions(
+                _utils.check_tensor(tensor, "Sequential"), self.in_keys, layer="Sequential"
+            )
         layers = list(self.layers)
         i = 0
         while i < len(layers):
-            end = self._fusable_end(layers, i) if isinstance(tensor, TensorMap) else None
+            fusable = isinstance(tensor, TensorMap) and len(tensor) > 0
+            end = self._fusable_end(layers, i) if fusable else None
             if end is not None:
                 tensor = _fused_linear(layers[i], layers[i + 1 : end], layers[end], tensor)
                 i = end + 1
@@ -95,6 +114,59 @@ class Sequential(nn.Module):
         if end < len(layers) and isinstance(layers[end], (Linear, EquivariantLinear)):
             return end
         return None
+
+
+_SEQUENTIAL_USAGE = (
+    "write Sequential([layer_1, layer_2, ...]) (a list of layers), or metatensor-learn's "
+    "Sequential(in_keys, layer_1, layer_2, ...) (Labels first)"
+)
+
+
+def _sequential_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple, dict]:
+    """Map metatensor-learn's ``Sequential(in_keys, *layers)`` onto the dataclass fields, and
+    refuse layers given as separate arguments without ``in_keys``."""
+    if args and isinstance(args[0], Labels):
+        if "in_keys" in kwargs or "layers" in kwargs:
+            raise TypeError(
+                "Sequential: in_keys was given as the first argument, so the layers must follow "
+                f"it as positional arguments; {_SEQUENTIAL_USAGE}"
+            )
+        layers = args[1:]
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        return (tuple(layers),), {**kwargs, "in_keys": args[0]}
+    if args and not isinstance(args[0], (list, tuple)):
+        raise TypeError(
+            f"Sequential: the first argument is a {type(args[0]).__name__}, not a list of "
+            f"layers nor Labels; {_SEQUENTIAL_USAGE}"
+        )
+    layers = kwargs.get("layers")
+    if layers is not None and not isinstance(layers, (list, tuple)):
+        raise TypeError(
+            f"Sequential: layers must be a list of layers, got {type(layers).__name__}; "
+            f"{_SEQUENTIAL_USAGE}"
+        )
+    if len(args) > 1 and not isinstance(args[1], (bool, np.bool_)):
+        raise TypeError(
+            f"Sequential: the second argument (fuse_linear) is a {type(args[1]).__name__}; "
+            f"{_SEQUENTIAL_USAGE}"
+        )
+    return args, kwargs
+
+
+# flax generates the dataclass __init__ when the class is created; wrap it so that
+# metatensor-learn's signature works and a wrong one says what to write (clone() and flax's
+# internals call it with keywords, which pass through unchanged)
+_sequential_init = Sequential.__init__
+
+
+@functools.wraps(_sequential_init)
+def _init_sequential(self: Sequential, *args: Any, **kwargs: Any) -> None:
+    args, kwargs = _sequential_arguments(args, kwargs)
+    _sequential_init(self, *args, **kwargs)
+
+
+Sequential.__init__ = _init_sequential  # type: ignore[method-assign]
 
 
 def _subset(tensor: TensorMap, indices: np.ndarray) -> TensorMap:
@@ -198,9 +270,13 @@ def _fused_linear(
     tensor = _utils.check_tensor(tensor, type(first).__name__)
     keys = tensor.keys
     features = [int(block.values.shape[-1]) for block in tensor.blocks()]
-    first_spec = first.spec(keys, features, _utils.float_dtype(tensor, first.param_dtype))
+    first_spec = first.spec(keys, features, parameter_dtype(tensor, first.param_dtype))
     hidden_dtype = jnp.result_type(tensor.dtype or first_spec.weight.dtype, first_spec.weight)
-    last_dtype = jnp.dtype(last.param_dtype) if last.param_dtype is not None else hidden_dtype
+    last_dtype = (
+        jax.dtypes.canonicalize_dtype(last.param_dtype)
+        if last.param_dtype is not None
+        else hidden_dtype
+    )
     last_spec = last.spec(keys, first_spec.out_features, last_dtype)
 
     identity = np.ones(len(keys), dtype=bool)
@@ -244,19 +320,23 @@ class ModuleMap(nn.Module):
     ``(n_samples, *components, in_features)`` to ``(n_samples, *components, out_features)``
     and must act on every sample independently (as ``nn.Dense`` or an MLP does).
 
-    ``modules`` is either a sequence with one module (or plain function) per key, or a single
-    flax module used as a template: it is cloned once per key, each clone with its own
-    parameters (metatensor-learn's ``ModuleMap.from_module``). Parameters live under
-    ``params["modules_<i>"]`` for a sequence and ``params["key_<i>"]`` for a template.
+    ``modules`` is either a single flax module used as a template, cloned once per key with
+    its own parameters (metatensor-learn's ``ModuleMap.from_module``), or a sequence with one
+    module (or plain function) per key of ``in_keys`` (required then, as in metatensor-learn).
+    A template's clones, and so their parameters, are named by key
+    (``params[key_to_name(key)]``, e.g. ``params["o3_lambda=0,o3_sigma=1"]``), so that inputs
+    may list the keys in any order; a sequence's modules live under ``params["modules_<i>"]``,
+    ``i`` the position of the key in ``in_keys``.
 
     Explicit gradient blocks are propagated with the chain rule (a Jacobian-vector product
     of the module at the values row of each gradient row), so a bias does not leak into them
     (metatensor-learn applies the module itself to the gradient values).
 
     Attributes:
-        modules: one callable per key, or one flax module cloned for every key.
-        in_keys: keys the modules are indexed by (default: the input keys at init).
-        out_properties: output properties, one for all or one per key; default
+        modules: one flax module cloned for every key, or one callable per key of ``in_keys``.
+        in_keys: the keys the modules belong to (default: the keys of each input, for a
+            template); inputs with other keys are refused.
+        out_properties: output properties, one for all or one per key of ``in_keys``; default
             ``Labels.range("_", out_features)`` as in metatensor-learn.
     """
 
@@ -268,28 +348,47 @@ class ModuleMap(nn.Module):
     def __call__(self, tensor: TensorMap) -> TensorMap:
         layer = "ModuleMap"
         tensor = _utils.check_tensor(tensor, layer)
-        param_keys, positions = _utils.key_positions(tensor, self.in_keys, layer)
-        n = len(param_keys)
+        keys = tensor.keys
+        names = key_names(keys)
         if isinstance(self.modules, nn.Module):
-            modules = [self.modules.clone(parent=self, name=f"key_{k}") for k in range(n)]
+            if self.in_keys is not None:
+                _utils.key_positions(keys, self.in_keys, layer)
+            existing = self.variables.get("params", {}) if not self.is_initializing() else {}
+            if existing:
+                # the template has parameters: every key needs its own
+                lookup(existing, names, layer, "module")
+            modules = [self.modules.clone(parent=self, name=n) for n in names]
         else:
-            modules = list(self.modules)
-            if len(modules) != n:
+            if self.in_keys is None:
                 raise ValueError(
-                    f"{layer}: got {len(modules)} modules for {n} keys; give one module per "
-                    "key (or in_keys=), or a single module to clone for every key"
+                    f"{layer}: modules is a sequence of one module per key, but in_keys is not "
+                    "given, so the modules could only follow the block order of each input; "
+                    "pass in_keys= (the keys of the modules, in that order), or a single flax "
+                    "module to clone for every key"
                 )
-        out_properties = _utils.out_properties_per_key(self.out_properties, n, layer)
+            all_modules = list(self.modules)
+            if len(all_modules) != len(self.in_keys):
+                raise ValueError(
+                    f"{layer}: got {len(all_modules)} modules for the {len(self.in_keys)} keys "
+                    "of in_keys; give one module per key, or a single module to clone for "
+                    "every key"
+                )
+            _, positions = _utils.key_positions(keys, self.in_keys, layer)
+            modules = [all_modules[int(p)] for p in positions]
+        out_properties = None
+        if self.out_properties is not None:
+            out_properties = per_block(
+                self.out_properties, "out_properties", Labels, self.in_keys, keys, layer
+            )
 
         blocks = []
         for b, block in enumerate(tensor.blocks()):
-            k = int(positions[b])
-            module = modules[k]
+            module = modules[b]
             values_in = jnp.asarray(block.values)
             values = module(values_in)
             if values.shape[:-1] != values_in.shape[:-1]:
                 raise ValueError(
-                    f"{layer}: the module for key {param_keys.entry(k)} changed the sample or "
+                    f"{layer}: the module for key '{names[b]}' changed the sample or "
                     f"component axes: {values_in.shape} -> {values.shape}"
                 )
             gradients = {}
@@ -309,11 +408,11 @@ class ModuleMap(nn.Module):
             properties = (
                 _utils.range_properties(values.shape[-1])
                 if out_properties is None
-                else out_properties[k]
+                else out_properties[b]
             )
             if len(properties) != values.shape[-1]:
                 raise ValueError(
-                    f"{layer}: out_properties for key {param_keys.entry(k)} has "
+                    f"{layer}: out_properties for key '{names[b]}' has "
                     f"{len(properties)} entries but the module returned {values.shape[-1]} "
                     "features"
                 )

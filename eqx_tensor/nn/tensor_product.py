@@ -6,7 +6,7 @@ Two TensorMaps ``x1`` and ``x2`` whose keys are exactly ``(o3_lambda, o3_sigma)`
 have the single component ``o3_mu`` and whose blocks all share the same samples (e.g. per-edge
 features and the spherical harmonics of the same edges). Block ``(l, sigma)`` with values
 ``(n, 2l+1, mul)`` is already the layout of the array kernel
-(:mod:`eqx_tensor.o3._tensor_product`), so the values go in as they are: no transposition, no
+(:func:`eqx_tensor.o3.tensor_product`), so the values go in as they are: no transposition, no
 concatenation, no copy. Explicit gradient blocks are refused (remove them first).
 
 Modes
@@ -35,12 +35,18 @@ multiply), components ``o3_mu``, the samples of ``x1``. Property labels describe
   of the other nn layers).
 
 Output keys and channel order are the kernel's: e3nn-jax's order for ``"full"`` and
-``"channelwise"``, the ``out_features`` order for ``"fully_connected"``.
+``"channelwise"``, the ``out_features`` order for ``"fully_connected"``. The input blocks are
+taken in e3nn-jax's irreps order (``o3_lambda``, then ``o3_sigma=+1`` first) whatever the order
+of the input's keys, so that the channels and the weights' layout depend on the keys, not on
+their order.
+
+A fully connected product asked for an output that no path produces refuses it, naming it;
+``unreachable="zeros"`` gives a zero block instead (as e3nn does).
 
 Weights
 -------
 A flat vector of ``plan.n_weights`` entries (:meth:`TensorProduct.n_weights`), laid out as in
-:func:`eqx_tensor.o3._tensor_product.tensor_product`. Internal weights are the parameter
+:func:`eqx_tensor.o3.tensor_product`. Internal weights are the parameter
 ``weight`` of that shape, drawn from ``N(0, 1)`` (the kernel's path normalisation makes
 unit-variance weights give unit-variance outputs). Per-sample weights have shape
 ``(n_samples, n_weights)`` and are passed as ``weights=`` at call time, replacing the internal
@@ -58,10 +64,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import o3 as kernel
 from ..block import TensorBlock
 from ..labels import Labels
-from ..o3 import _tensor_product as kernel
-from ..o3._metadata import block_orders, o3_mu_labels
+from ..o3 import block_orders, o3_mu_labels
 from ..o3.conventions import O3_LAMBDA, O3_MU, O3_SIGMA, irrep_to_key
 from ..tensormap import TensorMap
 from . import _utils
@@ -72,7 +78,7 @@ Array = Any
 Key = tuple[int, int]
 Initializer = Any  # flax-style: (key, shape, dtype) -> Array
 OutFeatures = int | Mapping[Any, int] | Sequence[tuple[Any, int]]
-MODES = kernel.MODES
+MODES = kernel.TENSOR_PRODUCT_MODES
 
 
 # ----------------------------------------------------------------------------- metadata helpers
@@ -157,7 +163,7 @@ def _parse_filter(out_lambdas: Iterable[Any] | None) -> list[int | Key] | None:
     return parsed
 
 
-def _reachable(irreps1: kernel.Irreps, irreps2: kernel.Irreps, filter_out) -> list[Key]:
+def _reachable(irreps1: kernel.BlockIrreps, irreps2: kernel.BlockIrreps, filter_out) -> list[Key]:
     keys = set()
     for in1, _ in irreps1:
         for in2, _ in irreps2:
@@ -170,7 +176,7 @@ def _reachable(irreps1: kernel.Irreps, irreps2: kernel.Irreps, filter_out) -> li
 
 
 def _irreps_out(
-    out_features: OutFeatures | None, irreps1, irreps2, filter_out
+    out_features: OutFeatures | None, irreps1, irreps2, filter_out, unreachable: str
 ) -> tuple[tuple[Key, int], ...]:
     if out_features is None:
         raise ValueError(
@@ -193,6 +199,15 @@ def _irreps_out(
         lambdas = {f for f in filter_out if isinstance(f, int)}
         wanted = {f for f in filter_out if not isinstance(f, int)}
         irreps_out = tuple((k, m) for k, m in irreps_out if k in wanted or k[0] in lambdas)
+    reachable = set(_reachable(irreps1, irreps2, filter_out))
+    missing = [key for key, _ in irreps_out if key not in reachable]
+    if missing and unreachable == "error":
+        raise ValueError(
+            f"TensorProduct: out_features asks for the outputs {missing}, which no path of "
+            f"x1 {[k for k, _ in irreps1]} x x2 {[k for k, _ in irreps2]} produces; remove them "
+            "from out_features, or pass unreachable='zeros' to get zero blocks for them (as "
+            "e3nn's FullyConnectedTensorProduct does)"
+        )
     return irreps_out
 
 
@@ -205,8 +220,14 @@ def tensor_product_plan(
     out_lambdas: Iterable[Any] | None = None,
     irrep_normalization: str = "component",
     path_normalization: str = "element",
+    unreachable: str = "error",
 ) -> kernel.TensorProductPlan:
     """The kernel plan of the product of ``x1`` and ``x2`` (static: keys and channel counts).
+
+    The plan (and so the layout of the weights) depends on the keys and channel counts of the
+    inputs, not on the order of their blocks: the blocks are taken in e3nn-jax's irreps order
+    (``o3_lambda``, then ``o3_sigma=+1`` first), so that weights stay bound to the same paths
+    when an input lists its keys in another order.
 
     Args:
         x1, x2: TensorMaps as in the module docstring (only their metadata is read).
@@ -216,7 +237,11 @@ def tensor_product_plan(
             ``[((l, sigma), channels), ...]`` (keys may also be irrep strings like ``"1o"``).
         out_lambdas: keep only these outputs: ``o3_lambda`` values (``int``), keys
             ``(l, sigma)`` or irrep strings; ``None`` keeps all.
-        irrep_normalization, path_normalization: see :mod:`eqx_tensor.o3._tensor_product`.
+        irrep_normalization, path_normalization: see :func:`eqx_tensor.o3.tensor_product`.
+        unreachable: ``"fully_connected"`` with ``out_features`` given per key: what to do
+            with requested outputs that no path produces: ``"error"`` (default) raises a
+            ``ValueError`` naming them, ``"zeros"`` gives zero blocks for them (e3nn's
+            behaviour).
 
     Returns:
         The plan; ``plan.n_weights`` is the length of the weight vector.
@@ -224,13 +249,19 @@ def tensor_product_plan(
     layer = "TensorProduct"
     if mode not in MODES:
         raise ValueError(f"{layer}: mode must be one of {MODES}, got {mode!r}")
+    if unreachable not in kernel.TENSOR_PRODUCT_UNREACHABLE:
+        raise ValueError(
+            f"{layer}: unreachable must be one of {kernel.TENSOR_PRODUCT_UNREACHABLE}, "
+            f"got {unreachable!r}"
+        )
     keys1 = check_o3_tensor(x1, "x1", layer)
     keys2 = check_o3_tensor(x2, "x2", layer)
-    irreps1 = tuple((k, int(b.values.shape[-1])) for k, b in zip(keys1, x1.blocks()))
-    irreps2 = tuple((k, int(b.values.shape[-1])) for k, b in zip(keys2, x2.blocks()))
+    # canonical order: the paths, hence the weights, must not depend on the order of the blocks
+    irreps1 = _sorted_irreps(keys1, x1)
+    irreps2 = _sorted_irreps(keys2, x2)
     filter_out = _parse_filter(out_lambdas)
     if mode == "fully_connected":
-        irreps_out = _irreps_out(out_features, irreps1, irreps2, filter_out)
+        irreps_out = _irreps_out(out_features, irreps1, irreps2, filter_out, unreachable)
     elif out_features is not None:
         raise ValueError(
             f"{layer}: out_features is for mode='fully_connected'; the '{mode}' product's "
@@ -246,6 +277,7 @@ def tensor_product_plan(
         None if mode == "fully_connected" or filter_out is None else tuple(filter_out),
         irrep_normalization,
         path_normalization,
+        unreachable,
     )
     if not plan.irreps_out:
         raise ValueError(
@@ -255,10 +287,22 @@ def tensor_product_plan(
     return plan
 
 
+def _sorted_irreps(keys: list[Key], tensor: TensorMap) -> tuple[tuple[Key, int], ...]:
+    irreps = [(k, int(b.values.shape[-1])) for k, b in zip(keys, tensor.blocks())]
+    return tuple(sorted(irreps, key=lambda item: kernel.key_order(item[0])))
+
+
 # planning walks every path's CG tensor in Python: do it once per structure, not per call
 @functools.lru_cache(maxsize=256)
 def _cached_plan(
-    irreps1, irreps2, mode, irreps_out, filter_out, irrep_normalization, path_normalization
+    irreps1,
+    irreps2,
+    mode,
+    irreps_out,
+    filter_out,
+    irrep_normalization,
+    path_normalization,
+    unreachable="error",
 ) -> kernel.TensorProductPlan:
     return kernel.tensor_product_plan(
         irreps1,
@@ -268,6 +312,7 @@ def _cached_plan(
         filter_out=filter_out,
         irrep_normalization=irrep_normalization,
         path_normalization=path_normalization,
+        unreachable=unreachable,
     )
 
 
@@ -471,6 +516,8 @@ class TensorProduct(nn.Module):
         weight_init: flax initializer of the internal weights; default ``N(0, 1)``.
         param_dtype: dtype of the weights; default the dtype of ``x1``.
         method, chunk_size: kernel options (same numbers either way).
+        unreachable: ``"error"`` (default) refuses ``out_features`` keys that no path
+            produces, naming them; ``"zeros"`` gives zero blocks for them (e3nn's behaviour).
     """
 
     mode: str = "fully_connected"
@@ -484,6 +531,7 @@ class TensorProduct(nn.Module):
     param_dtype: Any = None
     method: str = "auto"
     chunk_size: int | str | None = "auto"
+    unreachable: str = "error"
 
     def plan(self, x1: TensorMap, x2: TensorMap) -> kernel.TensorProductPlan:
         """The kernel plan for these inputs (needs no parameters)."""
@@ -495,6 +543,7 @@ class TensorProduct(nn.Module):
             out_lambdas=self.out_lambdas,
             irrep_normalization=self.irrep_normalization,
             path_normalization=self.path_normalization,
+            unreachable=self.unreachable,
         )
 
     def n_weights(self, x1: TensorMap, x2: TensorMap) -> int:
@@ -505,7 +554,7 @@ class TensorProduct(nn.Module):
     def __call__(self, x1: TensorMap, x2: TensorMap, weights: Array | None = None) -> TensorMap:
         plan = self.plan(x1, x2)
         if weights is None and plan.mode != "full" and self.internal_weights:
-            dtype = _utils.float_dtype(x1, self.param_dtype)
+            dtype = jax.dtypes.canonicalize_dtype(_utils.float_dtype(x1, self.param_dtype))
             weight = self.param("weight", self.weight_init, (plan.n_weights,), dtype)
             if weight.shape != (plan.n_weights,):
                 raise ValueError(

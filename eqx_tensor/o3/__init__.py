@@ -7,10 +7,15 @@ e3nn-jax uses a y-polar basis; :func:`change_of_basis`, :func:`to_irreps_array` 
 :func:`from_irreps_array` convert.
 """
 
+from ._metadata import block_orders, is_vector_component, o3_mu_labels
+from ._tensor_product import MODES as TENSOR_PRODUCT_MODES
+from ._tensor_product import UNREACHABLE as TENSOR_PRODUCT_UNREACHABLE
+from ._tensor_product import Irreps as BlockIrreps
 from ._tensor_product import (
     TensorProductPlan,
     coupled_keys,
     irreps_of,
+    key_order,
     tensor_product,
     tensor_product_plan,
 )
@@ -38,8 +43,12 @@ __all__ = [
     "O3_LAMBDA",
     "O3_MU",
     "O3_SIGMA",
+    "TENSOR_PRODUCT_MODES",
+    "TENSOR_PRODUCT_UNREACHABLE",
     "XYZ",
+    "BlockIrreps",
     "TensorProductPlan",
+    "block_orders",
     "change_of_basis",
     "clebsch_gordan",
     "coupled_keys",
@@ -49,7 +58,10 @@ __all__ = [
     "invert",
     "irrep_to_key",
     "irreps_of",
+    "is_vector_component",
+    "key_order",
     "key_to_irrep",
+    "o3_mu_labels",
     "parity_from_sigma",
     "product_sigma",
     "random_rotation",

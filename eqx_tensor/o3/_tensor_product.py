@@ -77,8 +77,8 @@ import functools
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -102,9 +102,21 @@ Method = Literal["auto", "fused", "unrolled", "dense"]
 METHODS: tuple[str, ...] = ("auto", "fused", "unrolled", "dense")
 IRREP_NORMALIZATIONS: tuple[str, ...] = ("component", "norm", "none")
 PATH_NORMALIZATIONS: tuple[str, ...] = ("element", "path")
+#: Accepted values of ``unreachable`` (:func:`tensor_product_plan`).
+UNREACHABLE: tuple[str, ...] = ("error", "zeros")
 
 # CG entries below this (relative to the largest) are structural zeros left by basis changes
 _ZERO_TOLERANCE = 1e-12
+
+
+def _cached_hash(obj: Any) -> int:
+    """Hash of a frozen dataclass's fields, computed once and kept on the instance."""
+    try:
+        return obj.__dict__["_hash"]
+    except KeyError:
+        value = hash(tuple(getattr(obj, f.name) for f in fields(obj)))
+        object.__setattr__(obj, "_hash", value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,9 @@ class Path:
     def dims(self) -> tuple[int, int, int]:
         """``(2l1+1, 2l2+1, 2l3+1)``."""
         return 2 * self.in1[0] + 1, 2 * self.in2[0] + 1, 2 * self.out[0] + 1
+
+    def __hash__(self) -> int:
+        return _cached_hash(self)
 
     def dense(self) -> np.ndarray:
         """The normalised CG tensor, shape ``(2l1+1, 2l2+1, 2l3+1)``, float64."""
@@ -150,6 +165,10 @@ class TensorProductPlan:
     irreps_in2: Irreps
     irreps_out: Irreps
     paths: tuple[Path, ...]
+
+    def __hash__(self) -> int:
+        # plans key the caches of every eager call (layouts, jit): hash the fields once
+        return _cached_hash(self)
 
     def paths_to(self, out: Key) -> tuple[Path, ...]:
         """The paths into output block ``out``, in order."""
@@ -243,6 +262,7 @@ def tensor_product_plan(
     irrep_normalization: str = "component",
     path_normalization: str = "element",
     clebsch_gordan: ClebschGordan | None = None,
+    unreachable: str = "error",
 ) -> TensorProductPlan:
     """Plan the tensor product of two sets of irrep blocks.
 
@@ -251,12 +271,17 @@ def tensor_product_plan(
             :func:`irreps_of` of the input mappings).
         mode: ``"full"``, ``"channelwise"`` or ``"fully_connected"`` (see the module docstring).
         irreps_out: ``"fully_connected"`` only, and required there: ``((l, sigma), mul_out)`` of
-            each output block, in output order. Every listed block must be reachable.
+            each output block, in output order. See ``unreachable`` for blocks that no path
+            produces.
         filter_out: keep only the outputs whose key (``(l, sigma)``) or ``o3_lambda`` (an ``int``)
             is listed; ``None`` keeps every output.
         irrep_normalization: ``"component"`` (default), ``"norm"`` or ``"none"``.
         path_normalization: ``"element"`` (default) or ``"path"``; used by ``"fully_connected"``.
         clebsch_gordan: CG provider; default :func:`eqx_tensor.o3.clebsch_gordan`.
+        unreachable: what to do with blocks of ``irreps_out`` that no path of the inputs (and
+            filter) produces: ``"error"`` (default) raises a ``ValueError`` naming them;
+            ``"zeros"`` keeps them, with no paths and no weights, and :func:`tensor_product`
+            returns zeros for them (e3nn's ``FullyConnectedTensorProduct`` does that).
 
     Returns:
         The plan. Outputs of ``"full"`` / ``"channelwise"`` are every reachable block passing the
@@ -265,6 +290,8 @@ def tensor_product_plan(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if unreachable not in UNREACHABLE:
+        raise ValueError(f"unreachable must be one of {UNREACHABLE}, got {unreachable!r}")
     if irrep_normalization not in IRREP_NORMALIZATIONS:
         raise ValueError(
             f"irrep_normalization must be one of {IRREP_NORMALIZATIONS}, "
@@ -300,8 +327,12 @@ def tensor_product_plan(
             raise ValueError("a fully connected product needs irreps_out")
         irreps_out = _check_irreps(irreps_out, "irreps_out")
         missing = [out for out, _ in irreps_out if out not in reachable]
-        if missing:
-            raise ValueError(f"no path of the inputs (and filter) produces the outputs {missing}")
+        if missing and unreachable == "error":
+            raise ValueError(
+                f"no path of the inputs (and filter) produces the outputs {missing}; remove them "
+                "from irreps_out, or pass unreachable='zeros' to get zero blocks for them (as "
+                "e3nn does)"
+            )
     else:
         if irreps_out is not None:
             raise ValueError(f"irreps_out is for fully connected products, not {mode!r} ones")
@@ -417,8 +448,11 @@ def _apply(
     else:
         fused = _products_fused(plan, x1, x2) if method == "fused" else None
     result = {}
-    for out, _ in plan.irreps_out:
+    for out, mul in plan.irreps_out:
         paths = plan.paths_to(out)
+        if not paths:  # an unreachable output kept as zeros (unreachable="zeros")
+            result[out] = _zeros(out, mul, x1, x2, weights, plan)
+            continue
         if fused is not None:
             y = fused[out]
         elif method == "unrolled":
@@ -435,6 +469,22 @@ def _apply(
         else:
             result[out] = jnp.einsum("...kc,...cw->...kw", y, w)
     return result
+
+
+def _zeros(
+    out: Key,
+    mul: int,
+    x1: Mapping[Key, jax.Array],
+    x2: Mapping[Key, jax.Array],
+    weights: Mapping[Key, jax.Array],
+    plan: TensorProductPlan,
+) -> jax.Array:
+    """Zeros ``(*batch, 2l+1, mul)`` in the dtype and batch shape of the other outputs."""
+    shapes = plan.weight_shapes()
+    per_sample = [w.shape[: w.ndim - len(shapes[o])] for o, w in weights.items() if o in shapes]
+    batch = jnp.broadcast_shapes(*(x.shape[:-2] for x in (*x1.values(), *x2.values())), *per_sample)
+    dtype = jnp.result_type(*x1.values(), *x2.values(), *weights.values())
+    return jnp.zeros((*batch, 2 * out[0] + 1, mul), dtype)
 
 
 class _ComponentRows:
@@ -573,7 +623,8 @@ def _products_fused(
             g, c, scale = where[path]
             piece = pieces[g][c][groups[g].blocks1.index(path.in1)]
             columns.append(piece if scale == 1.0 else piece * scale)
-        result[out] = columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
+        if columns:  # outputs without paths (unreachable="zeros") are filled in by _apply
+            result[out] = columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
     return result
 
 
@@ -598,7 +649,8 @@ def _products_scalar_second(
                 piece = a[..., :, None] * b[..., None, :]
                 piece = piece.reshape(*a.shape[:-1], a.shape[-1] * b.shape[-1])
             columns.append(piece * scale)
-        result[out] = columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
+        if columns:  # outputs without paths (unreachable="zeros") are filled in by _apply
+            result[out] = columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
     return result
 
 
@@ -702,11 +754,14 @@ def _split_weights(
     if plan.mode == "full":
         raise ValueError("a full tensor product takes no weights")
     if isinstance(weights, Mapping):
-        missing = [out for out in shapes if out not in weights]
+        # outputs without paths (unreachable="zeros") have no weights to give
+        missing = [out for out in shapes if out not in weights and math.prod(shapes[out])]
         if missing:
             raise ValueError(f"weights are missing for the outputs {missing}")
-        result = {out: weights[out] for out in shapes}
+        result = {out: weights[out] for out in shapes if out in weights}
         for out, shape in shapes.items():
+            if out not in result:
+                continue
             if tuple(result[out].shape[-len(shape) :]) != shape:
                 raise ValueError(
                     f"weights of output {out} must end with shape {shape}, got {result[out].shape}"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from functools import cache
 
-import e3nn_jax as e3nn
 import numpy as np
 
 from .conventions import _check_l
@@ -34,6 +33,12 @@ def clebsch_gordan(l1: int, l2: int, l3: int) -> np.ndarray:
     """Real CG coefficients in our basis, shape ``(2l1+1, 2l2+1, 2l3+1)``, float64.
 
     Zero (of the right shape) when the triangle rule fails. Cached and read-only: copy to modify.
+
+    >>> import numpy as np
+    >>> from eqx_tensor import o3
+    >>> C = o3.clebsch_gordan(1, 1, 0)  # the scalar in 1 x 1 is the dot product
+    >>> C.shape, bool(np.allclose(C[:, :, 0], np.eye(3) / np.sqrt(3)))
+    ((3, 3, 1), True)
     """
     return _clebsch_gordan(_check_l(l1), _check_l(l2), _check_l(l3))
 
@@ -43,6 +48,8 @@ def _clebsch_gordan(l1: int, l2: int, l3: int) -> np.ndarray:
     if not selection_rule(l1, l2, l3):
         cg = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1))
     else:
+        import e3nn_jax as e3nn  # on first use: e3nn-jax takes seconds to import
+
         # invariant under the change of basis (module docstring), so e3nn's tensor as is
         cg = e3nn.clebsch_gordan(l1, l2, l3)
         # e3nn builds it through complex bases and leaves ~1e-17 residues where the true value

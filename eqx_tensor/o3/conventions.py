@@ -43,10 +43,17 @@ and ``l = 0``: no extra ``l``- or ``m``-dependent phase or factor (``tests/test_
 
 from __future__ import annotations
 
+import re
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import e3nn_jax as e3nn
 import numpy as np
+
+if TYPE_CHECKING:
+    import e3nn_jax as e3nn
+
+# e3nn's irrep notation, "1o", "0e", "2y" (y: the parity of a spherical harmonic, (-1)**l)
+_IRREP_RE = re.compile(r"^\s*(\d+)([eoy])\s*$")
 
 # metatensor names of the O(3) dimensions
 O3_LAMBDA = "o3_lambda"
@@ -97,14 +104,31 @@ def product_sigma(l1: int, sigma1: int, l2: int, sigma2: int, l3: int) -> int:
     return sigma_from_parity(l3, p3)
 
 
-def irrep_to_key(irrep: str | e3nn.Irrep) -> tuple[int, int]:
-    """``(o3_lambda, o3_sigma)`` of an e3nn irrep (str or Irrep): ``"1o" -> (1, 1)``."""
-    ir = e3nn.Irrep(irrep)
-    return ir.l, sigma_from_parity(ir.l, ir.p)
+def irrep_to_key(irrep: str | e3nn.Irrep | Any) -> tuple[int, int]:
+    """``(o3_lambda, o3_sigma)`` of an e3nn irrep (str or Irrep): ``"1o" -> (1, 1)``.
+
+    Strings are parsed here (``"1o"``, ``"0e"``, ``"2y"``), so that reading irreps does not import
+    e3nn-jax; ``e3nn_jax.Irrep`` (or e3nn's torch ``Irrep``) objects are read by their ``l``, ``p``.
+    """
+    if isinstance(irrep, str):
+        match = _IRREP_RE.match(irrep)
+        if match is None:
+            raise ValueError(f"invalid irrep {irrep!r}: expected e3nn's notation, e.g. '1o', '0e'")
+        l = int(match.group(1))
+        p = {"e": 1, "o": -1, "y": (-1) ** l}[match.group(2)]
+        return l, sigma_from_parity(l, p)
+    if hasattr(irrep, "l") and hasattr(irrep, "p"):
+        return int(irrep.l), sigma_from_parity(int(irrep.l), int(irrep.p))
+    if isinstance(irrep, tuple) and len(irrep) == 2:
+        l, p = (int(v) for v in irrep)
+        return l, sigma_from_parity(l, p)
+    raise TypeError(f"irrep_to_key expects an irrep string or e3nn Irrep, got {irrep!r}")
 
 
 def key_to_irrep(l: int, sigma: int) -> e3nn.Irrep:
     """The e3nn irrep of a block with ``o3_lambda=l`` and ``o3_sigma=sigma``: ``(1, 1) -> 1o``."""
+    import e3nn_jax as e3nn
+
     return e3nn.Irrep(int(l), parity_from_sigma(l, sigma))
 
 
@@ -141,6 +165,8 @@ def change_of_basis(l: int) -> np.ndarray:
 @cache
 def _change_of_basis(l: int) -> np.ndarray:
     # e3nn's l=1 basis is (x, y, z), so D_e3nn^1(P) = P
+    import e3nn_jax as e3nn
+
     c = _wigner_from_vector_rep(l, frame_permutation(), e3nn.clebsch_gordan)
     c.setflags(write=False)
     return c

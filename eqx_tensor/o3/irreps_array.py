@@ -6,16 +6,18 @@ properties becomes the chunk ``P x (l, p)`` (``p = sigma * (-1)**l``), in key or
 mul-major layout ``(n_samples, P, 2l+1)`` and components taken to e3nn's y-polar basis by
 ``change_of_basis(l).T``. The change of basis is a permutation for ``l <= 1`` (a gather, no
 arithmetic) and a small matrix product for ``l >= 2``; the only copy besides it is the final
-concatenation that ``IrrepsArray`` needs. Gradient blocks have no place in an ``IrrepsArray`` and
-are not carried.
+concatenation that ``IrrepsArray`` needs. Explicit gradient blocks have no place in an
+``IrrepsArray``: a tensor with gradients is refused unless ``drop_gradients=True`` says to leave
+them behind (as :class:`~eqx_tensor.nn.TensorProduct` and :class:`~eqx_tensor.nn.Gate` refuse
+them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
-import e3nn_jax as e3nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +26,10 @@ from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
 from ._metadata import block_orders, o3_mu_labels
+
+if TYPE_CHECKING:
+    import e3nn_jax as e3nn
+
 from .conventions import O3_LAMBDA, O3_MU, O3_SIGMA, change_of_basis, irrep_to_key, key_to_irrep
 
 PropertiesSpec = Labels | Sequence[Labels] | Mapping[tuple[int, int], Labels] | None
@@ -63,18 +69,34 @@ def _same_samples(a: Labels, b: Labels) -> bool:
     return a == b
 
 
-def to_irreps_array(tensor: TensorMap) -> e3nn.IrrepsArray:
+def to_irreps_array(tensor: TensorMap, *, drop_gradients: bool = False) -> e3nn.IrrepsArray:
     """The TensorMap as an ``IrrepsArray`` of shape (n_samples, dim), in e3nn's basis.
+
+    Args:
+        tensor: keys exactly ``(o3_lambda, o3_sigma)``, blocks ``(n_samples, 2l+1, P)`` with the
+            single component ``o3_mu`` and the same samples.
+        drop_gradients: leave explicit gradient blocks behind instead of refusing them (e.g.
+            when the derivatives are taken with ``jax.grad`` through the conversion).
 
     Raises:
         ValueError: when the keys are not exactly ``(o3_lambda, o3_sigma)``, the components not
-            exactly ``[o3_mu]``, or the blocks do not share their samples.
+            exactly ``[o3_mu]``, the blocks do not share their samples, or a block has explicit
+            gradients and ``drop_gradients`` is false.
     """
     _check_keys(tensor)
     orders = block_orders(tensor, "to_irreps_array")
     blocks = tensor.blocks()
     if not blocks:
         raise ValueError("to_irreps_array needs at least one block")
+    if not drop_gradients:
+        for block, key in zip(blocks, tensor.keys):
+            if block.gradients_list():
+                raise ValueError(
+                    f"to_irreps_array: block {key} has explicit gradients "
+                    f"{block.gradients_list()}, which an IrrepsArray cannot hold; remove them "
+                    "first (eqx_tensor.remove_gradients), or pass drop_gradients=True to leave "
+                    "them behind"
+                )
     samples = blocks[0].samples
     for block, key in zip(blocks, tensor.keys):
         if not _same_samples(block.samples, samples):
@@ -82,6 +104,8 @@ def to_irreps_array(tensor: TensorMap) -> e3nn.IrrepsArray:
                 f"to_irreps_array needs the same samples in every block; block {key} differs "
                 "from the first block"
             )
+    import e3nn_jax as e3nn  # on first use: e3nn-jax takes seconds to import
+
     irreps = e3nn.Irreps(
         [(len(b.properties), key_to_irrep(l, sigma)) for (l, sigma), b in zip(orders, blocks)]
     )
@@ -154,6 +178,8 @@ def from_irreps_array(
     Returns:
         blocks of shape (n_samples, 2l+1, mul), components ``o3_mu``, in the metatensor basis.
     """
+    import e3nn_jax as e3nn
+
     if not isinstance(array, e3nn.IrrepsArray):
         raise TypeError(f"from_irreps_array expects an e3nn_jax.IrrepsArray, got {type(array)}")
     if array.ndim != 2:

@@ -12,13 +12,16 @@ TensorMaps without ``o3_lambda``/``o3_sigma`` keys and without ``o3_mu`` compone
 (e.g. energies, power spectra): only their Cartesian components, typically in gradients, rotate.
 
 Both functions are pure and jit-able (the metadata is static; ``R`` may be traced) and return
-JAX arrays.
+JAX arrays. :func:`rotate` refuses a concrete ``R`` that is not orthogonal (``R^T R = I`` and
+``det R = +-1`` within ``sqrt(eps)`` of ``R``'s dtype); a traced ``R`` (under ``jax.jit``) has
+no value to check at trace time and is used as given.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..block import TensorBlock
 from ..tensormap import TensorMap
@@ -72,15 +75,38 @@ def rotate(tensor: TensorMap, R: jax.Array) -> TensorMap:
 
     Raises:
         ValueError: when only one of ``o3_lambda``/``o3_sigma`` is a key, when an ``o3_mu``
-            component does not match ``o3_lambda``, or when ``R`` is not (3, 3).
+            component does not match ``o3_lambda``, when ``R`` is not (3, 3), or when a
+            concrete ``R`` is not orthogonal (see the module docstring; not checked under jit).
     """
     R = jnp.asarray(R)
     if R.shape != (3, 3):
         raise ValueError(f"rotate needs one (3, 3) matrix, got shape {R.shape}")
     if not jnp.issubdtype(R.dtype, jnp.floating):
         R = R.astype(jnp.result_type(float))
+    _check_orthogonal(R, "rotate")
     block_orders(tensor, "rotate")  # clear errors before tracing
     return _rotate(tensor, R)
+
+
+def _check_orthogonal(R: jax.Array, fname: str) -> None:
+    """Refuse a concrete matrix that is not orthogonal; traced matrices cannot be checked."""
+    try:
+        matrix = np.asarray(R, dtype=np.float64)
+    except jax.errors.TracerArrayConversionError:
+        return
+    tolerance = float(np.sqrt(np.finfo(R.dtype).eps))
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError(f"{fname}: R must be an orthogonal matrix, but it has non-finite entries")
+    deviation = float(np.max(np.abs(matrix.T @ matrix - np.eye(3))))
+    determinant = float(np.linalg.det(matrix))
+    if deviation > tolerance or abs(abs(determinant) - 1.0) > tolerance:
+        raise ValueError(
+            f"{fname}: R must be an orthogonal matrix (R^T R = I, det R = +-1), but "
+            f"max|R^T R - I| = {deviation:.3g} and det R = {determinant:.6g} (tolerance "
+            f"{tolerance:.1e} for {R.dtype}); pass a rotation or a rotation times -I, e.g. "
+            "from o3.random_rotation, or orthogonalise R first (e.g. the Q of its QR "
+            "decomposition)"
+        )
 
 
 # one compiled program per TensorMap structure: eager callers (tests, notebooks) would otherwise

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Literal
 
-import e3nn_jax as e3nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,6 +83,8 @@ def _spherical_harmonics(
 ) -> dict[int, jax.Array]:
     # Y_mts(r) = Y_e3nn(P r), P r = (y, z, x). e3nn guards |r| = 0 with a where on r^2 before the
     # square root, so the gradient at the zero vector is finite (jnp.linalg.norm would give NaN).
+    import e3nn_jax as e3nn  # on first use: e3nn-jax takes seconds to import
+
     permuted = vectors[..., np.array([1, 2, 0])]
     flat = e3nn.sh(list(orders), permuted, normalize, normalization)
     out, start = {}, 0
@@ -120,6 +121,14 @@ def spherical_harmonics(
         keys ``(o3_lambda, o3_sigma)`` = ``(l, +1)`` (spherical harmonics of a polar vector have
         parity ``(-1)**l``); blocks of shape (n, 2l+1, 1) with components ``o3_mu`` and a single
         property (``Labels.single()``).
+
+    >>> import numpy as np
+    >>> from eqx_tensor import o3
+    >>> sh = o3.spherical_harmonics(np.array([[0.0, 0.0, 2.0]]), 1, normalization="component")
+    >>> sh.keys.values.tolist()
+    [[0, 1], [1, 1]]
+    >>> [round(float(v), 6) for v in sh.block(o3_lambda=1).values[0, :, 0]]  # mu -1, 0, 1: y, z, x
+    [0.0, 1.732051, 0.0]
     """
     vectors = jnp.asarray(vectors)
     if vectors.ndim != 2 or vectors.shape[1] != 3:

@@ -1,8 +1,15 @@
 """Counterparts of metatensor-operations, as pure, jit-able functions over TensorMaps.
 
 Every function here is also exported at the top level (``eqx_tensor.sum_over_samples``).
+Importing this package also gives :class:`TensorMap` and :class:`TensorBlock` metatensor's
+operators (see :func:`_install_operators`).
 """
 
+from typing import Any
+
+from ..block import TensorBlock
+from ..tensormap import TensorMap
+from ._checks import checks_enabled, unsafe_disable_checks, unsafe_enable_checks
 from .checks import (
     NotEqualError,
     allclose,
@@ -86,6 +93,7 @@ __all__ += [
     "allclose_block_raise",
     "allclose_raise",
     "block_from_array",
+    "checks_enabled",
     "divide",
     "dot",
     "empty_like",
@@ -112,6 +120,8 @@ __all__ += [
     "random_uniform_like_block",
     "solve",
     "subtract",
+    "unsafe_disable_checks",
+    "unsafe_enable_checks",
     "zeros_like",
     "zeros_like_block",
 ]
@@ -158,3 +168,75 @@ __all__ += [
     "var_over_samples",
     "var_over_samples_block",
 ]
+
+
+def _install_operators() -> None:
+    """Give TensorMap and TensorBlock metatensor's operators.
+
+    metatensor-core defines, on ``TensorMap``: ``==`` / ``!=`` (``equal``), ``+``
+    (``add``), ``-`` (``subtract``), ``*`` (``multiply``), ``@`` (``dot``), ``/``
+    (``divide``), ``**`` (``pow``), unary ``-`` (``multiply(tensor, -1)``) and unary ``+``
+    (the tensor itself); on ``TensorBlock`` only ``==`` / ``!=`` (``equal_block``). There
+    are no reflected forms (``2 + tensor`` raises ``TypeError``) and, since ``__eq__`` is
+    defined, neither class is hashable. The same set is installed here, forwarding to these
+    operations, so the operators work under ``jax.jit`` wherever the operations do
+    (comparisons need concrete values, as ``equal`` does). The data model imports nothing
+    above it, hence the installation from here.
+    """
+
+    def tensor_eq(self: TensorMap, other: Any) -> bool:
+        return equal(self, other)
+
+    def tensor_ne(self: TensorMap, other: Any) -> bool:
+        return not equal(self, other)
+
+    def block_eq(self: TensorBlock, other: Any) -> bool:
+        return equal_block(self, other)
+
+    def block_ne(self: TensorBlock, other: Any) -> bool:
+        return not equal_block(self, other)
+
+    def tensor_neg(self: TensorMap) -> TensorMap:
+        return multiply(self, -1)
+
+    def tensor_pos(self: TensorMap) -> TensorMap:
+        return self
+
+    def forward(function: Any, symbol: str) -> Any:
+        def operator(self: TensorMap, other: Any) -> TensorMap:
+            return function(self, other)
+
+        operator.__doc__ = f"``tensor {symbol} other``: :func:`eqx_tensor.{function.__name__}`."
+        return operator
+
+    operators = {
+        TensorMap: {
+            "__eq__": tensor_eq,
+            "__ne__": tensor_ne,
+            "__add__": forward(add, "+"),
+            "__sub__": forward(subtract, "-"),
+            "__mul__": forward(multiply, "*"),
+            "__matmul__": forward(dot, "@"),
+            "__truediv__": forward(divide, "/"),
+            "__pow__": forward(pow, "**"),
+            "__neg__": tensor_neg,
+            "__pos__": tensor_pos,
+        },
+        TensorBlock: {"__eq__": block_eq, "__ne__": block_ne},
+    }
+    tensor_eq.__doc__ = "``tensor == other``: :func:`eqx_tensor.equal` (values and metadata)."
+    tensor_ne.__doc__ = "``tensor != other``: ``not equal(tensor, other)``."
+    block_eq.__doc__ = "``block == other``: :func:`eqx_tensor.equal_block`."
+    block_ne.__doc__ = "``block != other``: ``not equal_block(block, other)``."
+    tensor_neg.__doc__ = "``-tensor``: ``multiply(tensor, -1)``."
+    tensor_pos.__doc__ = "``+tensor``: the tensor itself."
+    for cls, methods in operators.items():
+        for name, method in methods.items():
+            method.__name__ = name
+            method.__qualname__ = f"{cls.__name__}.{name}"
+            setattr(cls, name, method)
+        # a class defining __eq__ is not hashable (Python's rule, and metatensor's classes)
+        cls.__hash__ = None
+
+
+_install_operators()

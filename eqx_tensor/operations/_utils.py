@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._backend import warn_if_downcast
 from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
@@ -45,6 +46,23 @@ def _check_block(value: Any, fname: str, argument: str = "block") -> None:
     """Raise ``TypeError`` unless ``value`` is a :class:`TensorBlock`."""
     if not isinstance(value, TensorBlock):
         raise TypeError(f"`{argument}` in '{fname}' must be a TensorBlock, not {type(value)}")
+
+
+def _refuse_gradients_of_gradients(value: TensorMap | TensorBlock, fname: str) -> None:
+    """``NotImplementedError`` if a gradient of ``value`` has gradients itself.
+
+    Blocks may hold gradients of gradients (as in metatensor), but the operations that
+    metatensor-operations refuses them in cannot propagate them either.
+    """
+    blocks = [value] if isinstance(value, TensorBlock) else value.blocks()
+    for block in blocks:
+        for parameter, gradient in block.gradients():
+            if gradient.gradients_list():
+                raise NotImplementedError(
+                    f"gradients of gradients are not supported in '{fname}': the "
+                    f"'{parameter}' gradient has gradients {gradient.gradients_list()}; "
+                    "remove them first"
+                )
 
 
 def _metadata_to_check(check: str | Sequence[str]) -> list[str]:
@@ -95,7 +113,15 @@ def _jit_operation(function: Callable | None = None, **jit_kwargs: Any) -> Calla
     """
     if function is None:
         return functools.partial(_jit_operation, **jit_kwargs)
-    return jax.jit(function, **jit_kwargs)
+    jitted = jax.jit(function, **jit_kwargs)
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        # NumPy float64 leaves become float32 silently at the jit boundary when x64 is off
+        warn_if_downcast((args, kwargs))
+        return jitted(*args, **kwargs)
+
+    return call
 
 
 def _to_jax(array: Any) -> jax.Array:
@@ -333,10 +359,13 @@ def _aligned(
     _check_same_keys_raise(A, B, fname)
     positions = B.keys.positions(A.keys)
     blocks = B.blocks_by_id(positions)
-    for block_A, block_B in zip(A, blocks):
-        _check_blocks_raise(block_A, block_B, fname, check)
-        if check_gradients:
-            _check_same_gradients_raise(block_A, block_B, fname, check)
+    for key, block_A, block_B in zip(A.keys, A, blocks):
+        message = _check_blocks_impl(block_A, block_B, fname, check)
+        if not message and check_gradients:
+            message = _check_same_gradients_impl(block_A, block_B, fname, check)
+        if message:
+            # metatensor's message, and the key of the offending blocks
+            raise NotEqualError(f"{message} (blocks for key {_entry_str(key)})")
     if np.array_equal(positions, np.arange(len(positions))):
         return B
     return TensorMap(A.keys, blocks)

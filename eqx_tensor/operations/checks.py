@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax.numpy as jnp
 import numpy as np
 
+from .._backend import to_jax
 from ..block import TensorBlock
 from ..tensormap import TensorMap
 from ._utils import (
@@ -34,6 +34,7 @@ from ._utils import (
     _check_tensormap,
     _concrete,
     _entry_str,
+    _refuse_gradients_of_gradients,
 )
 
 __all__ = [
@@ -300,6 +301,7 @@ def is_contiguous_block(block: TensorBlock) -> bool:
     Always ``True`` for JAX arrays; only NumPy views (e.g. transposes) are not.
     """
     _check_block(block, "is_contiguous_block")
+    _refuse_gradients_of_gradients(block, "is_contiguous_block")
     if not _array_is_contiguous(block.values):
         return False
     return all(_array_is_contiguous(g.values) for _, g in block.gradients())
@@ -308,19 +310,22 @@ def is_contiguous_block(block: TensorBlock) -> bool:
 def is_contiguous(tensor: TensorMap) -> bool:
     """Whether all values and gradient values of ``tensor`` are C-contiguous."""
     _check_tensormap(tensor, "is_contiguous")
+    _refuse_gradients_of_gradients(tensor, "is_contiguous")
     return all(is_contiguous_block(block) for block in tensor)
 
 
 def make_contiguous_block(block: TensorBlock) -> TensorBlock:
     """A new block with the same metadata, values and gradients as JAX (contiguous) arrays."""
     _check_block(block, "make_contiguous_block")
-    new_block = _block_like(block, jnp.asarray(block.values))
+    _refuse_gradients_of_gradients(block, "make_contiguous_block")
+    new_block = _block_like(block, to_jax(block.values))
     for parameter, gradient in block.gradients():
-        _add_gradient_like(new_block, parameter, gradient, jnp.asarray(gradient.values))
+        _add_gradient_like(new_block, parameter, gradient, to_jax(gradient.values))
     return new_block
 
 
 def make_contiguous(tensor: TensorMap) -> TensorMap:
     """A new TensorMap whose arrays are all JAX (contiguous) arrays."""
     _check_tensormap(tensor, "make_contiguous")
+    _refuse_gradients_of_gradients(tensor, "make_contiguous")
     return TensorMap(tensor.keys, [make_contiguous_block(block) for block in tensor])

@@ -28,6 +28,7 @@ from ._utils import (
     _check_tensormap,
     _is_tracer,
     _jit_operation,
+    _refuse_gradients_of_gradients,
     _unfrozen,
 )
 
@@ -149,6 +150,7 @@ _fill_block_jit = _jit_operation(_fill_block, static_argnums=(1, 2))
 
 def _like(tensor: TensorMap, gradients: Gradients, fname: str, fill: Callable) -> TensorMap:
     _check_tensormap(tensor, fname)
+    _refuse_gradients_of_gradients(tensor, fname)
     gradients = _gradients_to_keep(gradients)
     _check_like(tensor.blocks(), gradients, fname)
     return _fill_tensor(tensor, gradients, fill)
@@ -158,6 +160,7 @@ def _like_block(
     block: TensorBlock, gradients: Gradients, fname: str, fill: Callable
 ) -> TensorBlock:
     _check_block(block, fname)
+    _refuse_gradients_of_gradients(block, fname)
     gradients = _gradients_to_keep(gradients)
     _check_like([block], gradients, fname)
     # blocks coming out of jax.jit are frozen; *_like_block results are new, modifiable blocks
@@ -308,6 +311,7 @@ def random_uniform_like_block(
     del requires_grad
     _check_key(key, "random_uniform_like_block")
     _check_block(block, "random_uniform_like")
+    _refuse_gradients_of_gradients(block, "random_uniform_like")
     gradients = _gradients_to_keep(gradients)
     _check_like([block], gradients, "random_uniform_like")
     return _unfrozen(_random_block(block, key, gradients))
@@ -325,6 +329,7 @@ def random_uniform_like(
     """
     del requires_grad
     _check_tensormap(tensor, "random_uniform_like")
+    _refuse_gradients_of_gradients(tensor, "random_uniform_like")
     _check_key(key, "random_uniform_like")
     gradients = _gradients_to_keep(gradients)
     _check_like(tensor.blocks(), gradients, "random_uniform_like")

@@ -23,10 +23,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from .._backend import TRACER_ERRORS
+from .._backend import TRACER_ERRORS, to_jax
 from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
@@ -63,7 +62,7 @@ def _rebuild(
         samples = edit_samples(block.samples) if edit_samples else block.samples
         properties = edit_properties(block.properties) if edit_properties else block.properties
         components = edit_components(block.components) if edit_components else block.components
-        new = TensorBlock(jnp.asarray(block.values), samples, components, properties)
+        new = TensorBlock(to_jax(block.values), samples, components, properties)
         for parameter, gradient in block.gradients():
             g_samples = gradient.samples
             if edit_gradient_samples:
@@ -73,7 +72,7 @@ def _rebuild(
                 g_components = edit_components(g_components)
             new.add_gradient(
                 parameter,
-                TensorBlock(jnp.asarray(gradient.values), g_samples, g_components, properties),
+                TensorBlock(to_jax(gradient.values), g_samples, g_components, properties),
             )
         blocks.append(new)
     return TensorMap(keys, blocks)

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
+from .._backend import to_jax
 from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
-from ._utils import _check_tensormap
+from ._utils import _check_tensormap, _refuse_gradients_of_gradients
 
 __all__ = ["drop_blocks", "drop_empty_blocks", "filter_blocks"]
 
@@ -23,12 +23,12 @@ __all__ = ["drop_blocks", "drop_empty_blocks", "filter_blocks"]
 def _jax_block(block: TensorBlock, copy: bool = False) -> TensorBlock:
     """The same block with JAX arrays (``copy`` is a no-op: JAX arrays are immutable)."""
     del copy
-    new = TensorBlock(jnp.asarray(block.values), block.samples, block.components, block.properties)
+    new = TensorBlock(to_jax(block.values), block.samples, block.components, block.properties)
     for parameter, gradient in block.gradients():
         new.add_gradient(
             parameter,
             TensorBlock(
-                jnp.asarray(gradient.values),
+                to_jax(gradient.values),
                 gradient.samples,
                 gradient.components,
                 gradient.properties,
@@ -39,6 +39,7 @@ def _jax_block(block: TensorBlock, copy: bool = False) -> TensorBlock:
 
 def _check_arguments(tensor: Any, keys: Any, copy: Any, fname: str) -> None:
     _check_tensormap(tensor, fname)
+    _refuse_gradients_of_gradients(tensor, fname)
     if not isinstance(keys, Labels):
         raise TypeError(f"`keys` in '{fname}' must be Labels, not {type(keys)}")
     if not isinstance(copy, bool):

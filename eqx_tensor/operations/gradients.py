@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 
+from .._backend import to_jax
 from ..block import TensorBlock
 from ..tensormap import TensorMap
-from ._utils import _check_block, _check_tensormap
+from ._utils import _check_block, _check_tensormap, _refuse_gradients_of_gradients
 
 __all__ = [
     "detach",
@@ -50,15 +50,16 @@ def remove_gradients_block(block: TensorBlock, remove: Sequence[str] | None = No
             ignored, as in metatensor); ``None`` drops all gradients.
     """
     _check_block(block, "remove_gradients_block")
+    _refuse_gradients_of_gradients(block, "remove_gradients_block")
     remove = _check_remove(remove, "remove_gradients_block")
-    new = TensorBlock(jnp.asarray(block.values), block.samples, block.components, block.properties)
+    new = TensorBlock(to_jax(block.values), block.samples, block.components, block.properties)
     for parameter, gradient in block.gradients():
         if remove is None or parameter in remove:
             continue
         new.add_gradient(
             parameter,
             TensorBlock(
-                jnp.asarray(gradient.values),
+                to_jax(gradient.values),
                 gradient.samples,
                 gradient.components,
                 gradient.properties,
@@ -74,6 +75,7 @@ def remove_gradients(tensor: TensorMap, remove: Sequence[str] | None = None) -> 
     one TensorMap normally have the same gradients). See :func:`remove_gradients_block`.
     """
     _check_tensormap(tensor, "remove_gradients")
+    _refuse_gradients_of_gradients(tensor, "remove_gradients")
     remove = _check_remove(remove, "remove_gradients")
     if remove is None and len(tensor) != 0:
         remove = tensor.block_by_id(0).gradients_list()
@@ -87,8 +89,9 @@ def detach_block(block: TensorBlock) -> TensorBlock:
     gradient blocks are kept (use :func:`remove_gradients_block` to drop those).
     """
     _check_block(block, "detach_block")
+    _refuse_gradients_of_gradients(block, "detach_block")
     new = TensorBlock(
-        jax.lax.stop_gradient(jnp.asarray(block.values)),
+        jax.lax.stop_gradient(to_jax(block.values)),
         block.samples,
         block.components,
         block.properties,
@@ -97,7 +100,7 @@ def detach_block(block: TensorBlock) -> TensorBlock:
         new.add_gradient(
             parameter,
             TensorBlock(
-                jax.lax.stop_gradient(jnp.asarray(gradient.values)),
+                jax.lax.stop_gradient(to_jax(gradient.values)),
                 gradient.samples,
                 gradient.components,
                 gradient.properties,
@@ -112,6 +115,7 @@ def detach(tensor: TensorMap) -> TensorMap:
     See :func:`detach_block`.
     """
     _check_tensormap(tensor, "detach")
+    _refuse_gradients_of_gradients(tensor, "detach")
     return TensorMap(tensor.keys, [detach_block(block) for block in tensor])
 
 
@@ -124,6 +128,7 @@ def requires_grad_block(block: TensorBlock, requires_grad: bool = True) -> Tenso
     that autodiff sees it as a constant, as torch does for a tensor without the flag.
     """
     _check_block(block, "requires_grad_block")
+    _refuse_gradients_of_gradients(block, "requires_grad_block")
     if not isinstance(requires_grad, bool):
         raise TypeError(f"`requires_grad` must be a bool, got {type(requires_grad).__name__}")
     return block if requires_grad else detach_block(block)
@@ -132,6 +137,7 @@ def requires_grad_block(block: TensorBlock, requires_grad: bool = True) -> Tenso
 def requires_grad(tensor: TensorMap, requires_grad: bool = True) -> TensorMap:
     """Counterpart of ``metatensor.requires_grad``; see :func:`requires_grad_block`."""
     _check_tensormap(tensor, "requires_grad")
+    _refuse_gradients_of_gradients(tensor, "requires_grad")
     if not isinstance(requires_grad, bool):
         raise TypeError(f"`requires_grad` must be a bool, got {type(requires_grad).__name__}")
     return tensor if requires_grad else detach(tensor)

@@ -27,6 +27,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from .._backend import to_jax
 from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
@@ -35,6 +36,7 @@ from ._utils import (
     _check_blocks_raise,
     _check_same_gradients_raise,
     _check_same_keys_raise,
+    _refuse_gradients_of_gradients,
 )
 
 __all__ = ["join", "join_blocks"]
@@ -42,7 +44,10 @@ __all__ = ["join", "join_blocks"]
 
 def _check_axis(axis: Any, fname: str) -> None:
     if axis not in ("samples", "properties"):
-        raise ValueError(f"`axis` in '{fname}' must be 'samples' or 'properties', got {axis!r}")
+        raise ValueError(
+            f"`axis` in '{fname}' must be 'samples' or 'properties', got {axis!r} (only "
+            "`'properties'` or `'samples'` are valid values for the `axis` parameter)"
+        )
 
 
 def _labels(names: list[str], values: Any, what: str, fname: str, add_dimension: str | None):
@@ -93,7 +98,7 @@ def _join_block_samples(
     samples = _labels(
         new_names, _concatenate_labels(sample_values), "samples", fname, add_dimension
     )
-    values = jnp.concatenate([jnp.asarray(b.values) for b in blocks], axis=0)
+    values = jnp.concatenate([to_jax(b.values) for b in blocks], axis=0)
     new = TensorBlock(values, samples, first.components, first.properties)
 
     for parameter, first_gradient in first.gradients():
@@ -111,13 +116,13 @@ def _join_block_samples(
                 g_values = np.array(g_values)
                 g_values[:, 0] += shift
             else:
-                g_values = jnp.asarray(g_values).at[:, 0].add(shift)
+                g_values = to_jax(g_values).at[:, 0].add(shift)
             rows.append(g_values)
             shift += len(block.samples)
         new.add_gradient(
             parameter,
             TensorBlock(
-                jnp.concatenate([jnp.asarray(g.values) for g in gradients], axis=0),
+                jnp.concatenate([to_jax(g.values) for g in gradients], axis=0),
                 _labels(
                     g_names,
                     _concatenate_labels(rows),
@@ -160,13 +165,13 @@ def _join_block_properties(
         new_names = names + ([add_dimension] if add_dimension is not None else [])
         properties = _labels(new_names, np.concatenate(rows), "properties", fname, add_dimension)
 
-    values = jnp.concatenate([jnp.asarray(b.values) for b in blocks], axis=-1)
+    values = jnp.concatenate([to_jax(b.values) for b in blocks], axis=-1)
     new = TensorBlock(values, first.samples, first.components, properties)
 
     offsets = np.cumsum([0] + [len(b.properties) for b in blocks])
     for parameter, first_gradient in first.gradients():
         gradients = [block.gradient(parameter) for block in blocks]
-        arrays = [jnp.asarray(g.values) for g in gradients]
+        arrays = [to_jax(g.values) for g in gradients]
         if all(g.samples == first_gradient.samples for g in gradients):
             # same gradient rows everywhere (the common case): a plain concatenation
             joined = first_gradient.samples
@@ -201,7 +206,7 @@ def _empty_like(block: TensorBlock, axis: str) -> TensorBlock:
     def empty_labels(labels: Labels) -> Labels:
         return Labels(labels.names, np.zeros((0, len(labels.names)), dtype=np.int32))
 
-    values = jnp.asarray(block.values)
+    values = to_jax(block.values)
     if axis == "samples":
         samples, properties = empty_labels(block.samples), block.properties
         values = jnp.zeros((0, *values.shape[1:]), dtype=values.dtype)
@@ -210,7 +215,7 @@ def _empty_like(block: TensorBlock, axis: str) -> TensorBlock:
         values = jnp.zeros((*values.shape[:-1], 0), dtype=values.dtype)
     new = TensorBlock(values, samples, block.components, properties)
     for parameter, gradient in block.gradients():
-        g_values = jnp.asarray(gradient.values)
+        g_values = to_jax(gradient.values)
         if axis == "samples":
             g_samples = empty_labels(gradient.samples)
             g_values = jnp.zeros((0, *g_values.shape[1:]), dtype=g_values.dtype)
@@ -277,6 +282,8 @@ def join(
         A TensorMap with the keys of the first tensor (for ``"error"``), and blocks with
         more samples or properties. When the tensors have different property names, the
         joined properties are ``("joined_index", "property")``: input index and position.
+        A single tensor is returned as it is, as metatensor does, unless ``add_dimension``
+        is given (metatensor ignores it then; here the dimension is added all the same).
 
     Raises:
         NotEqualError: (a ``ValueError``) for mismatched keys, components, properties (when
@@ -292,15 +299,21 @@ def join(
         raise ValueError("provide at least one `TensorMap` for joining")
     _check_axis(axis, "join")
     tensors = list(tensors)
+    if len(tensors) == 1 and add_dimension is None:
+        # as metatensor: nothing to join, the tensor itself (metatensor also ignores
+        # add_dimension then; here the dimension is still added)
+        return tensors[0]
+    for tensor in tensors:
+        _refuse_gradients_of_gradients(tensor, "join")
 
     if axis == "samples":
         reference = tensors[0].sample_names
         for tensor in tensors[1:]:
             if sorted(tensor.sample_names) != sorted(reference):
                 raise ValueError(
-                    "different tensors have different sample names in `join` "
-                    f"({reference} and {tensor.sample_names}); joining along samples would "
-                    "lose information"
+                    "Different tensor have different sample names in `join`. Joining along "
+                    "samples with different sample names will lose information and is not "
+                    f"supported. (The sample names are {reference} and {tensor.sample_names}.)"
                 )
 
     keys, per_key = _aligned_blocks(tensors, axis, different_keys)

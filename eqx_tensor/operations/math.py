@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._backend import exact_divide, to_jax
 from ..block import TensorBlock
 from ..tensormap import TensorMap
 from ._utils import (
@@ -45,6 +46,7 @@ from ._utils import (
     _check_tensormap,
     _jit_operation,
     _labels_equal,
+    _refuse_gradients_of_gradients,
 )
 
 __all__ = ["abs", "add", "divide", "dot", "lstsq", "multiply", "pow", "solve", "subtract"]
@@ -90,6 +92,7 @@ def _rows(values: Any, gradient: TensorBlock, n_values_axes: int) -> Any:
 def _operands(A: Any, B: Any, fname: str) -> tuple[Any, TensorMap | None]:
     """Check ``A`` and ``B``: returns ``(scalar, None)`` or ``(None, B aligned on A's keys)``."""
     _check_tensormap(A, fname, "A")
+    _refuse_gradients_of_gradients(A, fname)
     if isinstance(B, TensorMap):
         return None, _aligned(A, B, fname)
     scalar = _as_scalar(B, fname)
@@ -111,19 +114,19 @@ def _pair_blocks(
 
 # --------------------------------------------------------------------------- add/subtract
 def _add_block_constant(block: TensorBlock, constant: Any) -> TensorBlock:
-    values = jnp.asarray(block.values)
+    values = to_jax(block.values)
     result = _block_like(block, _scalar_like(constant, values) + values)
     for parameter, gradient in block.gradients():
         # d(c + a) = da: gradients are carried over unchanged
-        _add_gradient_like(result, parameter, gradient, jnp.asarray(gradient.values))
+        _add_gradient_like(result, parameter, gradient, to_jax(gradient.values))
     return result
 
 
 def _add_block_block(block_1: TensorBlock, block_2: TensorBlock) -> TensorBlock:
-    result = _block_like(block_1, jnp.asarray(block_1.values) + jnp.asarray(block_2.values))
+    result = _block_like(block_1, to_jax(block_1.values) + to_jax(block_2.values))
     for parameter, gradient_1 in block_1.gradients():
         gradient_2 = block_2.gradient(parameter)
-        values = jnp.asarray(gradient_1.values) + jnp.asarray(gradient_2.values)
+        values = to_jax(gradient_1.values) + to_jax(gradient_2.values)
         _add_gradient_like(result, parameter, gradient_1, values)
     return result
 
@@ -169,10 +172,10 @@ def subtract(A: TensorMap, B: Scalar | TensorMap) -> TensorMap:
 
 
 def _subtract_block_block(block_1: TensorBlock, block_2: TensorBlock) -> TensorBlock:
-    result = _block_like(block_1, jnp.asarray(block_1.values) - jnp.asarray(block_2.values))
+    result = _block_like(block_1, to_jax(block_1.values) - to_jax(block_2.values))
     for parameter, gradient_1 in block_1.gradients():
         gradient_2 = block_2.gradient(parameter)
-        values = jnp.asarray(gradient_1.values) - jnp.asarray(gradient_2.values)
+        values = to_jax(gradient_1.values) - to_jax(gradient_2.values)
         _add_gradient_like(result, parameter, gradient_1, values)
     return result
 
@@ -184,23 +187,23 @@ def _subtract_tensors(A: TensorMap, B: TensorMap) -> TensorMap:
 
 # --------------------------------------------------------------------------- multiply
 def _multiply_block_constant(block: TensorBlock, constant: Any) -> TensorBlock:
-    values = jnp.asarray(block.values)
+    values = to_jax(block.values)
     constant = _scalar_like(constant, values)
     result = _block_like(block, constant * values)
     for parameter, gradient in block.gradients():
-        _add_gradient_like(result, parameter, gradient, jnp.asarray(gradient.values) * constant)
+        _add_gradient_like(result, parameter, gradient, to_jax(gradient.values) * constant)
     return result
 
 
 def _multiply_block_block(block_1: TensorBlock, block_2: TensorBlock) -> TensorBlock:
-    values_1, values_2 = jnp.asarray(block_1.values), jnp.asarray(block_2.values)
+    values_1, values_2 = to_jax(block_1.values), to_jax(block_2.values)
     result = _block_like(block_1, values_1 * values_2)
     for parameter, gradient_1 in block_1.gradients():
         gradient_2 = block_2.gradient(parameter)
         # product rule, row by row: d(ab) = a db + da b
         values = _rows(values_1, gradient_1, values_1.ndim) * jnp.asarray(
             gradient_2.values
-        ) + jnp.asarray(gradient_1.values) * _rows(values_2, gradient_2, values_2.ndim)
+        ) + to_jax(gradient_1.values) * _rows(values_2, gradient_2, values_2.ndim)
         _add_gradient_like(result, parameter, gradient_1, values)
     return result
 
@@ -232,25 +235,27 @@ def _multiply_tensors(A: TensorMap, B: TensorMap) -> TensorMap:
 
 # --------------------------------------------------------------------------- divide
 def _divide_block_constant(block: TensorBlock, constant: Any) -> TensorBlock:
-    values = jnp.asarray(block.values)
+    values = to_jax(block.values)
     constant = _scalar_like(constant, values)
-    result = _block_like(block, values / constant)
+    # exact_divide: XLA would multiply by the reciprocal of the (broadcast) constant
+    result = _block_like(block, exact_divide(values, constant))
     for parameter, gradient in block.gradients():
-        _add_gradient_like(result, parameter, gradient, jnp.asarray(gradient.values) / constant)
+        new = exact_divide(to_jax(gradient.values), constant)
+        _add_gradient_like(result, parameter, gradient, new)
     return result
 
 
 def _divide_block_block(block_1: TensorBlock, block_2: TensorBlock) -> TensorBlock:
-    values_1, values_2 = jnp.asarray(block_1.values), jnp.asarray(block_2.values)
+    values_1, values_2 = to_jax(block_1.values), to_jax(block_2.values)
     result = _block_like(block_1, values_1 / values_2)
     for parameter, gradient_1 in block_1.gradients():
         gradient_2 = block_2.gradient(parameter)
         rows_1 = _rows(values_1, gradient_1, values_1.ndim)
         rows_2 = _rows(values_2, gradient_2, values_2.ndim)
         # quotient rule, in metatensor's order of operations: -a db / b^2 + da / b
-        values = (
-            -rows_1 * jnp.asarray(gradient_2.values) / rows_2**2
-            + jnp.asarray(gradient_1.values) / rows_2
+        # (exact_divide: rows_2 is broadcast over the extra gradient components)
+        values = exact_divide(-rows_1 * to_jax(gradient_2.values), rows_2**2) + exact_divide(
+            to_jax(gradient_1.values), rows_2
         )
         _add_gradient_like(result, parameter, gradient_1, values)
     return result
@@ -287,16 +292,12 @@ def _power(values: Any, exponent: Any) -> Any:
 
 
 def _pow_block_constant(block: TensorBlock, exponent: Any) -> TensorBlock:
-    values = jnp.asarray(block.values)
+    values = to_jax(block.values)
     result = _block_like(block, _power(values, exponent))
     for parameter, gradient in block.gradients():
         rows = _rows(values, gradient, values.ndim)
         # chain rule: d(a^n) = n da a^(n-1)
-        new = (
-            _scalar_like(exponent, values)
-            * jnp.asarray(gradient.values)
-            * _power(rows, exponent - 1)
-        )
+        new = _scalar_like(exponent, values) * to_jax(gradient.values) * _power(rows, exponent - 1)
         _add_gradient_like(result, parameter, gradient, new)
     return result
 
@@ -312,6 +313,7 @@ def pow(A: TensorMap, B: Scalar) -> TensorMap:
     ``multiply(A, A)`` exactly, values and gradients.
     """
     _check_tensormap(A, "pow", "A")
+    _refuse_gradients_of_gradients(A, "pow")
     exponent = _as_scalar(B, "pow")
     if exponent is None:
         raise TypeError(f"`B` in 'pow' must be a scalar value, not {type(B)}")
@@ -330,14 +332,14 @@ _pow_traced = _jit_operation(_pow_impl)
 
 
 def _abs_block(block: TensorBlock) -> TensorBlock:
-    values = jnp.asarray(block.values)
+    values = to_jax(block.values)
     result = _block_like(block, jnp.abs(values))
     if not block.gradients_list():
         return result
     sign = jnp.sign(values)
     for parameter, gradient in block.gradients():
         # d|a| = sign(a) da (0 where a == 0, as in metatensor)
-        new = jnp.asarray(gradient.values) * _rows(sign, gradient, values.ndim)
+        new = to_jax(gradient.values) * _rows(sign, gradient, values.ndim)
         _add_gradient_like(result, parameter, gradient, new)
     return result
 
@@ -345,6 +347,7 @@ def _abs_block(block: TensorBlock) -> TensorBlock:
 def abs(A: TensorMap) -> TensorMap:
     r"""``|A|`` element-wise, with gradients :math:`\nabla |A| = \mathrm{sign}(A) \nabla A`."""
     _check_tensormap(A, "abs", "A")
+    _refuse_gradients_of_gradients(A, "abs")
     return _abs(A)
 
 
@@ -363,8 +366,8 @@ def _dot_block(block_1: TensorBlock, block_2: TensorBlock) -> TensorBlock:
         raise ValueError("the second TensorMap in `dot` should not have gradients")
     # the samples of the second block become the properties: they must be static
     properties = block_2.samples.require_static("dot (samples of the second TensorMap)")
-    matrix_T = jnp.asarray(block_2.values).T
-    values = jnp.asarray(block_1.values) @ matrix_T
+    matrix_T = to_jax(block_2.values).T
+    values = to_jax(block_1.values) @ matrix_T
     result = TensorBlock._unchecked(
         values, block_1.samples, tuple(block_1.components), properties, {}
     )
@@ -372,7 +375,7 @@ def _dot_block(block_1: TensorBlock, block_2: TensorBlock) -> TensorBlock:
     for parameter, gradient in block_1.gradients():
         # linear in the first operand: d(a . b) = da . b
         new = TensorBlock._unchecked(
-            jnp.asarray(gradient.values) @ matrix_T,
+            to_jax(gradient.values) @ matrix_T,
             gradient.samples,
             tuple(gradient.components),
             properties,
@@ -396,7 +399,9 @@ def dot(tensor_1: TensorMap, tensor_2: TensorMap) -> TensorMap:
             ``tensor_1`` for each key, no components and no gradients.
     """
     _check_tensormap(tensor_1, "dot", "tensor_1")
+    _refuse_gradients_of_gradients(tensor_1, "dot")
     _check_tensormap(tensor_2, "dot", "tensor_2")
+    _refuse_gradients_of_gradients(tensor_2, "dot")
     # only keys are compared here; _dot_block checks the (static) properties/components
     tensor_2 = _aligned(tensor_1, tensor_2, "dot", check=[], check_gradients=False)
     return _dot(tensor_1, tensor_2)
@@ -410,7 +415,7 @@ def _dot(tensor_1: TensorMap, tensor_2: TensorMap) -> TensorMap:
 # --------------------------------------------------------------------------- lstsq, solve
 def _as_matrix(values: Any, n_columns: int) -> jax.Array:
     """``values`` as a matrix with ``n_columns`` columns (also when that is 0)."""
-    values = jnp.asarray(values)
+    values = to_jax(values)
     return values.reshape(math.prod(values.shape[:-1]), n_columns)
 
 

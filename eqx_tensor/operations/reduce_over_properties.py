@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._backend import safe_sqrt
+from .._backend import exact_divide, safe_sqrt, to_jax
 from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
-from ._utils import _check_block, _check_tensormap
+from ._utils import _check_block, _check_tensormap, _refuse_gradients_of_gradients
 from .reduce_over_samples import _insert_axes, _names_list, _safe_divide, _unique_rows
 
 __all__ = [
@@ -69,7 +69,7 @@ def _reduce_over_properties_block(
             )
     remaining = [name for name in properties.names if name not in names]
     columns = [properties.names.index(name) for name in remaining]
-    values = jnp.asarray(block.values)
+    values = to_jax(block.values)
 
     if len(properties) == 0:
         # metatensor keeps an empty block (and its gradients) as it is
@@ -78,9 +78,7 @@ def _reduce_over_properties_block(
         for parameter, gradient in block.gradients():
             result.add_gradient(
                 parameter,
-                TensorBlock(
-                    jnp.asarray(gradient.values), gradient.samples, gradient.components, empty
-                ),
+                TensorBlock(to_jax(gradient.values), gradient.samples, gradient.components, empty),
             )
         return result
 
@@ -96,28 +94,31 @@ def _reduce_over_properties_block(
     total = _segment_sum_last(values, ids, m)
     mean = result = total
     if reduction != "sum":
-        mean = total / counts
+        # exact_divide: the counts are broadcast, which XLA would turn into a reciprocal
+        mean = exact_divide(total, counts)
         result = mean
         if reduction in ("var", "std"):
-            variance = _segment_sum_last((values - mean[..., ids]) ** 2, ids, m) / counts
+            variance = exact_divide(
+                _segment_sum_last((values - mean[..., ids]) ** 2, ids, m), counts
+            )
             result = safe_sqrt(variance) if reduction == "std" else variance
     new_block = TensorBlock(result, block.samples, block.components, new_properties)
 
     for parameter, gradient in block.gradients():
-        g = jnp.asarray(gradient.values)
+        g = to_jax(gradient.values)
         g_total = _segment_sum_last(g, ids, m)
         if reduction == "sum":
             new_gradient = g_total
         elif reduction == "mean":
-            new_gradient = g_total / counts
+            new_gradient = exact_divide(g_total, counts)
         else:
             # values of the sample each gradient row refers to, broadcast over the extra
             # gradient components
             n_extra = len(gradient.components) - len(block.components)
             rows = gradient.samples.column("sample")
             x_rows = _insert_axes(values[rows], n_extra)
-            x_dx = _segment_sum_last(x_rows * g, ids, m) / counts
-            centered = x_dx - g_total / counts * _insert_axes(mean[rows], n_extra)
+            x_dx = exact_divide(_segment_sum_last(x_rows * g, ids, m), counts)
+            centered = x_dx - exact_divide(g_total, counts) * _insert_axes(mean[rows], n_extra)
             if reduction == "var":
                 new_gradient = 2.0 * centered
             else:
@@ -133,6 +134,7 @@ def _reduce_over_properties(
     tensor: TensorMap, property_names: str | Sequence[str], reduction: str, fname: str
 ) -> TensorMap:
     _check_tensormap(tensor, fname)
+    _refuse_gradients_of_gradients(tensor, fname)
     names = _names_list(property_names, fname, "property_names")
     for name in names:
         if name not in tensor.property_names:
@@ -158,6 +160,7 @@ def sum_over_properties_block(
         groups are the sorted unique values of the remaining property dimensions.
     """
     _check_block(block, "sum_over_properties_block")
+    _refuse_gradients_of_gradients(block, "sum_over_properties_block")
     return _reduce_over_properties_block(block, property_names, "sum", "sum_over_properties_block")
 
 
@@ -174,6 +177,7 @@ def mean_over_properties_block(
 ) -> TensorBlock:
     """Average a block over the property dimensions ``property_names``."""
     _check_block(block, "mean_over_properties_block")
+    _refuse_gradients_of_gradients(block, "mean_over_properties_block")
     return _reduce_over_properties_block(
         block, property_names, "mean", "mean_over_properties_block"
     )
@@ -192,6 +196,7 @@ def var_over_properties_block(
 ) -> TensorBlock:
     """Variance of a block over the property dimensions ``property_names``."""
     _check_block(block, "var_over_properties_block")
+    _refuse_gradients_of_gradients(block, "var_over_properties_block")
     return _reduce_over_properties_block(block, property_names, "var", "var_over_properties_block")
 
 
@@ -209,6 +214,7 @@ def std_over_properties_block(
 ) -> TensorBlock:
     """Standard deviation of a block over the property dimensions ``property_names``."""
     _check_block(block, "std_over_properties_block")
+    _refuse_gradients_of_gradients(block, "std_over_properties_block")
     return _reduce_over_properties_block(block, property_names, "std", "std_over_properties_block")
 
 

@@ -20,8 +20,11 @@ batch of the same padded size::
     def energy(per_atom):  # samples ("system", "atom"), dynamic, padding system = -1
         return eqt.sum_over_samples(per_atom, "atom", groups=n_systems_per_batch)
 
-``groups`` also works with static labels: the output samples are exactly ``groups`` (rows
-outside of it are dropped, groups without rows are zero).
+``groups`` also works with static labels: the output samples are exactly ``groups``, and
+groups without rows are zero. There every row must fall in a group: static rows outside of
+``groups`` are refused (naming their sample values), since dropping them would change the
+result silently; select the rows to keep first (e.g. with :func:`~eqx_tensor.slice`), or list
+them in ``groups``. Only dynamic labels drop such rows, as padding.
 """
 
 from __future__ import annotations
@@ -165,6 +168,33 @@ def _dynamic_group_ids(columns: jax.Array, groups: Labels) -> jax.Array:
     position = jnp.clip(jnp.searchsorted(sorted_codes, code), 0, m - 1)
     found = found & (sorted_codes[position] == code)
     return jnp.where(found, jnp.asarray(order, dtype=jnp.int32)[position], m).astype(jnp.int32)
+
+
+def _refuse_rows_outside_groups(
+    ids: np.ndarray,
+    sample_values: np.ndarray,
+    names: Sequence[str],
+    remaining: list[str],
+    columns: list[int],
+    fname: str,
+) -> None:
+    """Static rows matching no group would be dropped without a word: refuse them."""
+    outside = np.nonzero(ids < 0)[0]
+    if not len(outside):
+        return
+    values, first = np.unique(sample_values[outside][:, columns], axis=0, return_index=True)
+    shown = "; ".join(
+        ", ".join(f"{n}={int(v)}" for n, v in zip(remaining, row)) for row in values[:5]
+    )
+    more = f" and {len(values) - 5} more" if len(values) > 5 else ""
+    raise ValueError(
+        f"`groups` in '{fname}' has no entry for {len(outside)} of the {len(ids)} samples "
+        f"(rows with {shown}{more}; e.g. sample row {int(outside[first[0]])}, "
+        f"{dict(zip(names, (int(v) for v in sample_values[outside[first[0]]])))}), which would "
+        "be dropped: add their values to `groups`, or remove these rows first (e.g. with "
+        "eqx_tensor.slice on the samples). Only dynamic sample labels drop rows outside of "
+        "`groups` (as padding)"
+    )
 
 
 def _broadcast_rows(array: Any, ndim: int) -> Any:
@@ -330,6 +360,7 @@ def _reduce_over_samples_block(
             new_samples = Labels._unchecked(tuple(remaining), unique)
     else:
         ids = _positions_in(new_samples, sample_values[:, columns])
+        _refuse_rows_outside_groups(ids, sample_values, samples.names, remaining, columns, fname)
 
     m = len(new_samples)
     counts = np.bincount(ids[ids >= 0], minlength=m)
@@ -385,8 +416,9 @@ def sum_over_samples_block(
         sample_names: one name or a list of names of sample dimensions to sum over.
         groups: the output samples, for dynamic sample labels (see the module docstring):
             static ``Labels`` over the remaining sample dimensions, or the number of
-            groups ``m`` when a single remaining dimension holds the group index. Rows
-            matching no group are dropped.
+            groups ``m`` when a single remaining dimension holds the group index. With
+            dynamic labels, rows matching no group (padding) are dropped; with static labels
+            they raise a ``ValueError``.
 
     Returns:
         A block with values of shape ``(n_groups, *components, n_properties)``; gradients

@@ -24,7 +24,7 @@ import numpy as np
 from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
-from ._utils import _check_block, _check_tensormap
+from ._utils import _check_block, _check_tensormap, _refuse_gradients_of_gradients
 
 __all__ = ["slice", "slice_block", "split", "split_block"]
 
@@ -179,6 +179,7 @@ def slice_block(block: TensorBlock, axis: str, selection: Selection) -> TensorBl
     """
     fname = "slice_block"
     _check_block(block, fname)
+    _refuse_gradients_of_gradients(block, fname)
     _check_axis(axis, fname)
     names = block.samples.names if axis == "samples" else block.properties.names
     _check_selection(names, axis, selection, fname)
@@ -193,6 +194,7 @@ def slice(tensor: TensorMap, axis: str, selection: Selection) -> TensorMap:
     """
     fname = "slice"
     _check_tensormap(tensor, fname)
+    _refuse_gradients_of_gradients(tensor, fname)
     _check_axis(axis, fname)
     _check_selection(_axis_names(tensor, axis), axis, selection, fname)
     return TensorMap(tensor.keys, [_slice_block(b, axis, selection, fname) for b in tensor])

@@ -17,7 +17,7 @@ import numpy as np
 from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
-from ._utils import _check_block, _check_tensormap
+from ._utils import _check_block, _check_tensormap, _refuse_gradients_of_gradients
 
 __all__ = ["sort", "sort_block"]
 
@@ -139,6 +139,7 @@ def sort_block(
     too.
     """
     _check_block(block, "sort_block")
+    _refuse_gradients_of_gradients(block, "sort_block")
     axes_list = _check_axes(axes, "sort_block", _BLOCK_AXES)
     return _sort_block(block, axes_list, bool(descending))
 
@@ -153,6 +154,7 @@ def sort(
     the list it is given).
     """
     _check_tensormap(tensor, "sort")
+    _refuse_gradients_of_gradients(tensor, "sort")
     axes_list = _check_axes(axes, "sort", ("keys", *_BLOCK_AXES))
     block_axes = [axis for axis in axes_list if axis != "keys"]
     if "keys" in axes_list:
