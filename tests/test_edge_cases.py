@@ -37,7 +37,7 @@ def _tensor(
 
 
 def _all_finite(tree) -> bool:
-    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
+    return all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(tree))
 
 
 def _total(tensor: TensorMap) -> jax.Array:
@@ -63,13 +63,14 @@ MODELS = {
 def test_layers_and_loss_with_an_empty_block(name, constant):
     x = _tensor((0, 4), constant=constant)
     model = MODELS[name]()
-    params = model.init(jax.random.key(0), x)
+    # jit: one compilation instead of one eager kernel per operation and shape
+    params = jax.jit(model.init)(jax.random.key(0), x)
 
     def loss(params, x):
         y = model.apply(params, x)
         return nn.mean_squared_error(y, jax.tree.map(jnp.zeros_like, y)) + _total(y)
 
-    value, grads = jax.value_and_grad(loss, argnums=(0, 1))(params, x)
+    value, grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, x)
     assert jnp.isfinite(value)
     assert _all_finite(grads)
     if not constant:  # (a layer norm of constant features is flat: a zero gradient is right)
@@ -88,8 +89,8 @@ def test_layers_and_loss_with_an_empty_block(name, constant):
 )
 def test_reductions_of_empty_blocks_have_finite_gradients(reduce):
     x = _tensor((0, 4))
-    assert jnp.isfinite(_total(reduce(x)))
-    assert _all_finite(jax.grad(lambda t: _total(reduce(t)))(x))
+    assert jnp.isfinite(jax.jit(lambda t: _total(reduce(t)))(x))
+    assert _all_finite(jax.jit(jax.grad(lambda t: _total(reduce(t))))(x))
 
 
 @pytest.mark.parametrize(
@@ -102,7 +103,7 @@ def test_reductions_of_empty_blocks_have_finite_gradients(reduce):
 def test_std_of_constant_values_has_zero_gradient(reduce, explicit):
     """sqrt at zero variance: 0, as the explicit gradients already take it, not NaN."""
     x = _tensor((3, 3), constant=True)
-    grads = jax.grad(lambda t: _total(reduce(t)))(x)
+    grads = jax.jit(jax.grad(lambda t: _total(reduce(t))))(x)
     assert all(float(jnp.abs(block.values).max()) == 0.0 for block in grads)
     # the explicit-gradient path agrees: zero where the standard deviation is zero
     block = x.block(0)
@@ -121,10 +122,11 @@ def test_std_of_constant_values_has_zero_gradient(reduce, explicit):
 def test_tensor_products_of_empty_blocks(mode):
     x = _tensor((0, 0))
     tp = nn.TensorProduct(mode) if mode != "fully_connected" else nn.TensorProduct(out_features=2)
-    params = tp.init(jax.random.key(0), x, x)
-    out = tp.apply(params, x, x)
+    # jit: one compilation instead of one eager kernel per operation and shape
+    params = jax.jit(tp.init)(jax.random.key(0), x, x)
+    out = jax.jit(tp.apply)(params, x, x)
     assert len(out) > 0 and all(block.values.shape[0] == 0 for block in out)
-    assert _all_finite(jax.grad(lambda p: _total(tp.apply(p, x, x)))(params))
+    assert _all_finite(jax.jit(jax.grad(lambda p: _total(tp.apply(p, x, x))))(params))
     assert o3.to_irreps_array(x).shape == (0, 3 + 3 * 3)
 
 

@@ -169,13 +169,14 @@ def test_radial_mlp_shapes_envelope_and_errors():
         "weight_1": (16, 16),
         "weight_2": (16, 7),
     }
-    out = mlp.apply(params, lengths)
+    # jit: one compilation instead of one eager kernel per operation
+    out = jax.jit(mlp.apply)(params, lengths)
     assert out.shape == (5, 7) and out.dtype == FLOAT
     assert_close(out[3:], 0.0)  # beyond the cutoff the envelope is zero
     assert float(jnp.abs(out[:3]).max()) > 0.0
     # the same weights without envelope; a basis given as a function
     plain = nn.RadialMLP(7, hidden=(16, 16), n_basis=6, r_max=2.0, envelope=None)
-    expected = plain.apply(params, lengths) * nn.polynomial_envelope(lengths, 2.0)[:, None]
+    expected = jax.jit(plain.apply)(params, lengths) * nn.polynomial_envelope(lengths, 2.0)[:, None]
     assert_close(out, expected, rtol=1e-12)
     custom = nn.RadialMLP(3, hidden=(), basis=lambda r: nn.bessel(r, 4, 2.0), envelope="soft")
     p = {"params": {"weight_0": jnp.ones((4, 3))}}
@@ -248,13 +249,14 @@ def test_norm_activation_zero_channel_gradient_and_bias():
 def test_norm_activation_propagates_explicit_gradients():
     vectors = jax.random.normal(jax.random.key(3), (4, 3))
     sh = o3.spherical_harmonics(vectors, [1, 2], gradients=True)
-    out = nn.NormActivation(jnp.tanh).apply({}, sh)
+    # jit: one compilation instead of one eager kernel per operation
+    out = jax.jit(nn.NormActivation(jnp.tanh).apply)({}, sh)
 
     def values(v):
         tensor = o3.spherical_harmonics(v, [1, 2])
         return [b.values for b in nn.norm_activation(tensor, jnp.tanh).blocks()]
 
-    jacobians = jax.jacfwd(values)(vectors)  # per block (4, 2l+1, 1, 4, 3)
+    jacobians = jax.jit(jax.jacfwd(values))(vectors)  # per block (4, 2l+1, 1, 4, 3)
     for block, jacobian in zip(out.blocks(), jacobians):
         # each sample depends on its own vector only: the diagonal, as (4, 3, 2l+1, 1)
         expected = jnp.einsum("imkia->iamk", jacobian)
@@ -345,10 +347,11 @@ def test_full_tensor_product_matches_e3nn():
     x1, x2 = _tensor(SPEC1, seed=10), _tensor(SPEC2_MUL, seed=11)
     tp = nn.TensorProduct(mode="full")
     assert tp.init(jax.random.key(0), x1, x2) == {}
-    ours = tp.apply({}, x1, x2)
+    # jit: one compilation instead of one eager kernel per operation
+    ours = jax.jit(tp.apply)({}, x1, x2)
     _assert_tensors_close(ours, _e3nn(e3nn.tensor_product, x1, x2))
     # filter_ir_out: by o3_lambda, by key and by irrep string
-    ours = nn.TensorProduct("full", out_lambdas=[0, (1, -1), "2e"]).apply({}, x1, x2)
+    ours = jax.jit(nn.TensorProduct("full", out_lambdas=[0, (1, -1), "2e"]).apply)({}, x1, x2)
     expected = _e3nn(
         lambda a, b: e3nn.tensor_product(a, b, filter_ir_out=["0e", "0o", "1e", "2e"]), x1, x2
     )
@@ -419,23 +422,28 @@ def test_fully_connected_matches_e3nn():
     e3nn_weights = [jnp.asarray(rng.normal(size=ins.path_shape)) for ins in fctp.instructions]
     params = {"params": {"weight": _fc_weights_from_e3nn(plan, fctp, e3nn_weights)}}
     assert params["params"]["weight"].shape == (tp.n_weights(x1, x2),)
-    assert jax.tree_util.tree_map(
-        jnp.shape, tp.init(jax.random.key(0), x1, x2)
-    ) == jax.tree_util.tree_map(jnp.shape, params)
+    shapes = jax.eval_shape(tp.init, jax.random.key(0), x1, x2)
+    assert jax.tree_util.tree_map(lambda a: a.shape, shapes) == jax.tree_util.tree_map(
+        jnp.shape, params
+    )
     expected = _e3nn(
         lambda a, b: jax.vmap(lambda u, v: fctp.left_right(e3nn_weights, u, v))(a, b), x1, x2
     )
-    _assert_tensors_close(tp.apply(params, x1, x2), expected)
+    # jit: one compilation instead of one eager kernel per operation
+    apply = jax.jit(tp.apply)
+    _assert_tensors_close(apply(params, x1, x2), expected)
     # the same weights supplied per sample give the same result
     per_sample = jnp.tile(params["params"]["weight"], (4, 1))
-    _assert_tensors_close(tp.apply({}, x1, x2, weights=per_sample), expected)
+    _assert_tensors_close(apply({}, x1, x2, weights=per_sample), expected)
 
 
 def test_channelwise_matches_e3nn_and_per_sample_weights():
     x1 = _tensor([((0, 1), 2), ((1, 1), 2), ((1, -1), 2), ((2, 1), 2)], n=4, seed=15)
     x2 = _sh(jax.random.normal(jax.random.key(16), (4, 3)), (0, 1, 2))
     tp = nn.TensorProduct("channelwise", out_lambdas=[0, 1, (2, 1)])
-    params = tp.init(jax.random.key(17), x1, x2)
+    # jit: one compilation instead of one eager kernel per operation
+    params = jax.jit(tp.init)(jax.random.key(17), x1, x2)
+    apply = jax.jit(tp.apply)
     plan = tp.plan(x1, x2)
     weights = params["params"]["weight"]
     assert weights.shape == (plan.n_weights,)
@@ -464,17 +472,17 @@ def test_channelwise_matches_e3nn_and_per_sample_weights():
     for p, chunk in zip(plan.paths, expected.chunks):
         block = jnp.einsum("ki,nmi->nkm", o3.change_of_basis(p.out[0]), chunk)
         chunks[p.out] = jnp.concatenate([chunks[p.out], block], -1) if p.out in chunks else block
-    ours = _by_key(tp.apply(params, x1, x2))
+    ours = _by_key(apply(params, x1, x2))
     assert set(ours) == set(chunks)
     for key, block in chunks.items():
         assert_close(ours[key].values, block, atol=1e-12, rtol=0)
 
     # per-sample weights: sample i with weights w_i equals a one-sample product with w_i
     per_sample = jax.random.normal(jax.random.key(18), (4, plan.n_weights), FLOAT)
-    out = _by_key(tp.apply(params, x1, x2, weights=per_sample))
+    out = _by_key(apply(params, x1, x2, weights=per_sample))
     for i in (0, 3):
         one = [_take_sample(t, i) for t in (x1, x2)]
-        single = _by_key(tp.apply({"params": {"weight": per_sample[i]}}, *one))
+        single = _by_key(apply({"params": {"weight": per_sample[i]}}, *one))
         for key, block in single.items():
             assert_close(out[key].values[i : i + 1], block.values, atol=1e-12)
     # no internal weights: the unweighted product
