@@ -102,6 +102,34 @@ def _place(
     return out
 
 
+def _stack_rows(
+    parts: list[np.ndarray],
+    sort: bool,
+    components: Sequence[Labels],
+    properties: Labels,
+    columns: list[np.ndarray],
+    fill_value: float,
+    arrays: list[Any],
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Sample rows of several blocks stacked (sorted if asked), and their arrays merged.
+
+    Returns the rows, the new position of each stacked row, and an array of shape
+    ``(n_rows, *components, len(properties))`` holding each block's ``arrays`` entry at its rows
+    and property ``columns``, ``fill_value`` elsewhere.
+    """
+    rows = np.concatenate(parts, axis=0)
+    order = _lexsort_rows(rows) if sort else np.arange(len(rows))
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    offsets = np.cumsum([0] + [len(part) for part in parts])
+    shape = (len(rows), *[len(c) for c in components], len(properties))
+    pieces = [
+        (position[offset : offset + len(part)], cols, array)
+        for offset, part, cols, array in zip(offsets, parts, columns, arrays)
+    ]
+    return rows[order], position, _place(shape, fill_value, pieces, arrays)
+
+
 def keys_to_samples(
     tensor: TensorMap,
     keys_to_move: str | Sequence[str],
@@ -160,27 +188,19 @@ def keys_to_samples(
             samples = _static_samples(block, operation).values
             extra = np.broadcast_to(moved_columns[index], (samples.shape[0], len(moved)))
             sample_rows.append(np.concatenate([samples, extra], axis=1))
-        all_samples = np.concatenate(sample_rows, axis=0)
-        order = _lexsort_rows(all_samples) if sort_samples else np.arange(len(all_samples))
-        new_position = np.empty(len(order), dtype=np.int64)
-        new_position[order] = np.arange(len(order))
-        offsets = np.cumsum([0] + [len(b.samples) for b in blocks])
-        shape = (len(all_samples), *[len(c) for c in first.components], len(properties))
-        values = _place(
-            shape,
+        samples, new_position, values = _stack_rows(
+            sample_rows,
+            sort_samples,
+            first.components,
+            properties,
+            columns,
             fill_value,
-            [
-                (new_position[offset : offset + len(b.samples)], cols, b.values)
-                for offset, b, cols in zip(offsets, blocks, columns)
-            ],
             [b.values for b in blocks],
         )
         new_block = TensorBlock(
-            values,
-            Labels(first.samples.names + moved, all_samples[order]),
-            first.components,
-            properties,
+            values, Labels(first.samples.names + moved, samples), first.components, properties
         )
+        offsets = np.cumsum([0] + [len(b.samples) for b in blocks])
         for parameter, gradient in first.gradients():
             gradients = [block.gradient(parameter) for block in blocks]
             rows = []
@@ -188,26 +208,21 @@ def keys_to_samples(
                 g_samples = np.array(_static_samples(g, operation).values)
                 g_samples[:, 0] = new_position[g_samples[:, 0] + offset]
                 rows.append(g_samples)
-            g_rows = np.concatenate(rows, axis=0)
-            g_order = _lexsort_rows(g_rows)
-            g_position = np.empty(len(g_order), dtype=np.int64)
-            g_position[g_order] = np.arange(len(g_order))
-            g_offsets = np.cumsum([0] + [len(g.samples) for g in gradients])
-            g_shape = (len(g_rows), *[len(c) for c in gradient.components], len(properties))
-            g_values = _place(
-                g_shape,
+            # metatensor sorts gradient samples whatever sort_samples says
+            g_samples, _, g_values = _stack_rows(
+                rows,
+                True,
+                gradient.components,
+                properties,
+                columns,
                 fill_value,
-                [
-                    (g_position[offset : offset + len(g.samples)], cols, g.values)
-                    for offset, g, cols in zip(g_offsets, gradients, columns)
-                ],
                 [g.values for g in gradients],
             )
             new_block.add_gradient(
                 parameter,
                 TensorBlock(
                     g_values,
-                    Labels(gradient.samples.names, g_rows[g_order]),
+                    Labels(gradient.samples.names, g_samples),
                     gradient.components,
                     properties,
                 ),

@@ -782,20 +782,6 @@ class Labels:
         """Range of each column, when the index (built anyway) has it."""
         return None if self._index is None else _bounds(self._index.steps)
 
-    def _lookup(self) -> dict[bytes, int]:
-        """``{row.tobytes(): position}`` of static labels (first occurrence of repeats).
-
-        Kept for callers written against the former implementation
-        (``operations.reduce_over_samples._positions_in``); :meth:`positions` does the same
-        lookups vectorised.
-        """
-        self.require_static("Labels._lookup")
-        if not self._names:
-            return {b"": 0} if len(self._values) else {}
-        width = 4 * len(self._names)
-        rows = self._values.view(np.dtype((np.void, width))).reshape(-1).tolist()
-        return dict(zip(reversed(rows), range(len(rows) - 1, -1, -1)))
-
     def _lookup_dict(self) -> dict[tuple[int, ...], int]:
         if self._dict is None:
             self._dict = _row_dict(self._values)[0]

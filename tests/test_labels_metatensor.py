@@ -680,11 +680,12 @@ def test_dynamic_labels_construction_errors():
     assert empty.values.shape == (0, 2) and len(empty) == 0
 
 
-def test_row_bytes_lookup_kept_for_former_callers():
-    """``Labels._lookup()`` (rows as int32 bytes -> position) still serves
-    ``operations.reduce_over_samples``, which was written against it."""
+def test_positions_of_rows_at_the_int32_limits_and_of_repeated_entries():
+    """What ``operations.reduce_over_samples`` asks of ``positions``: the row positions, and the
+    first occurrence of entries repeated under ``assume_unique=True``."""
     values = np.array([[1, 2], [3, -4], [INT32.max, INT32.min]])
-    lookup = Labels(["a", "b"], values)._lookup()
-    assert lookup == {row.astype(np.int32).tobytes(): i for i, row in enumerate(values)}
+    labels = Labels(["a", "b"], values)
+    query = Labels(["a", "b"], np.array([[INT32.max, INT32.min], [1, 2], [3, -4], [5, 5]]))
+    assert labels.positions(query).tolist() == [2, 0, 1, -1]
     repeated = Labels(["a"], np.array([[1], [1], [2]]), assume_unique=True)
-    assert repeated._lookup() == {np.int32(1).tobytes(): 0, np.int32(2).tobytes(): 2}
+    assert repeated.positions(Labels(["a"], np.array([[1], [2]]))).tolist() == [0, 2]

@@ -61,6 +61,41 @@ def key_positions(
     return in_keys, positions
 
 
+def in_features_per_key(
+    module: Any,
+    layer: str,
+    param_keys: Labels,
+    indices: Sequence[int],
+    from_input: dict[int, int],
+    what: str,
+) -> list[int]:
+    """Input features of the parameter keys at ``indices``: ``module.in_features`` checked
+    against the input blocks (``from_input``: key position -> block features), or read from them.
+
+    Keys without an input block take the width of the module's existing stacked ``weight``
+    (applying parameters: those keys are unused), and are an error at init.
+    """
+    if module.in_features is not None:
+        in_features = per_key(module.in_features, "in_features", int, len(indices), what)
+        for j, k in enumerate(indices):
+            if k in from_input and from_input[k] != in_features[j]:
+                raise ValueError(
+                    f"{layer}: in_features says {in_features[j]} for key {param_keys.entry(k)} "
+                    f"but the input block has {from_input[k]} properties"
+                )
+        return in_features
+    missing = [k for k in indices if k not in from_input]
+    if missing and module.has_variable("params", "weight"):
+        width = module.get_variable("params", "weight").shape[1]
+        from_input = {**from_input, **{k: width for k in missing}}
+    elif missing:
+        raise ValueError(
+            f"{layer}: the key {param_keys.entry(missing[0])} has no block in the input at "
+            "init, so its in_features is unknown; pass in_features="
+        )
+    return [from_input[k] for k in indices]
+
+
 def per_key(value: Any, name: str, kind: type | tuple[type, ...], n: int, what: str) -> list[Any]:
     """One value per key: a scalar is repeated, a sequence must have length ``n``.
 

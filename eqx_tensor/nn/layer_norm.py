@@ -287,28 +287,9 @@ def _in_features(
     what: str,
 ) -> list[int]:
     """Features of every normalised parameter key, from ``in_features`` or the input."""
-    norm_keys = np.nonzero(selected)[0]
+    norm_keys = [int(k) for k in np.nonzero(selected)[0]]
     from_input = {int(p): f for p, f in zip(positions, features)}
-    if module.in_features is not None:
-        in_features = _utils.per_key(module.in_features, "in_features", int, len(norm_keys), what)
-        for j, k in enumerate(norm_keys):
-            if int(k) in from_input and from_input[int(k)] != in_features[j]:
-                raise ValueError(
-                    f"{layer}: in_features says {in_features[j]} for key "
-                    f"{param_keys.entry(int(k))} but the input block has {from_input[int(k)]}"
-                )
-        return in_features
-    missing = [int(k) for k in norm_keys if int(k) not in from_input]
-    if missing and module.has_variable("params", "weight"):
-        # stacked parameters without a record, applied with in_keys: absent keys are unused
-        width = module.get_variable("params", "weight").shape[1]
-        from_input.update({k: width for k in missing})
-    elif missing:
-        raise ValueError(
-            f"{layer}: the key {param_keys.entry(missing[0])} has no block in the input "
-            "at init, so its in_features is unknown; pass in_features="
-        )
-    return [from_input[int(k)] for k in norm_keys]
+    return _utils.in_features_per_key(module, layer, param_keys, norm_keys, from_input, what)
 
 
 class LayerNorm(nn.Module):

@@ -469,26 +469,9 @@ def _resolve_features(
     """Input features, output features and output properties of every parameter key."""
     n = len(param_keys)
     from_input: dict[int, int] = {int(p): int(f) for p, f in zip(positions, block_features)}
-    if module.in_features is not None:
-        in_features = _utils.per_key(module.in_features, "in_features", int, n, "keys")
-        for p, fin in from_input.items():
-            if in_features[p] != fin:
-                raise ValueError(
-                    f"{layer}: in_features says {in_features[p]} for key {param_keys.entry(p)} "
-                    f"but the input block has {fin} properties"
-                )
-    else:
-        missing = [p for p in range(n) if p not in from_input]
-        if missing and module.has_variable("params", "weight"):
-            # applying existing parameters: absent keys are never used
-            width = module.get_variable("params", "weight").shape[1]
-            from_input.update({p: width for p in missing})
-        elif missing:
-            raise ValueError(
-                f"{layer}: the key {param_keys.entry(missing[0])} of in_keys has no block in the "
-                "input at init, so its in_features is unknown; pass in_features="
-            )
-        in_features = [from_input[p] for p in range(n)]
+    in_features = _utils.in_features_per_key(
+        module, layer, param_keys, range(n), from_input, "keys"
+    )
 
     out_properties = _utils.out_properties_per_key(module.out_properties, n, layer)
     if module.out_features is None:

@@ -93,12 +93,8 @@ def _positions_in(reference: Labels, rows: np.ndarray) -> np.ndarray:
     if rows.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
     unique, inverse = _unique_rows(rows)
-    lookup = reference._lookup()
-    found = np.array(
-        [lookup.get(np.ascontiguousarray(row, dtype=np.int32).tobytes(), -1) for row in unique],
-        dtype=np.int64,
-    )
-    return found[inverse]
+    found = reference.positions(Labels(reference.names, unique, assume_unique=True))
+    return np.asarray(found, dtype=np.int64)[inverse]
 
 
 def _groups_labels(groups: Labels | int, remaining: list[str], fname: str) -> Labels:
