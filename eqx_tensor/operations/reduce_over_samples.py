@@ -92,9 +92,9 @@ def _positions_in(reference: Labels, rows: np.ndarray) -> np.ndarray:
     """Index in ``reference`` of each row of ``rows`` (repeats allowed), -1 where missing."""
     if rows.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
-    unique, inverse = _unique_rows(rows)
-    found = reference.positions(Labels(reference.names, unique, assume_unique=True))
-    return np.asarray(found, dtype=np.int64)[inverse]
+    # positions() is vectorised and accepts repeated query rows: no need to deduplicate first
+    found = reference.positions(Labels(reference.names, rows, assume_unique=True))
+    return np.asarray(found, dtype=np.int64)
 
 
 def _groups_labels(groups: Labels | int, remaining: list[str], fname: str) -> Labels:
