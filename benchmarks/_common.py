@@ -18,6 +18,10 @@ Writing a benchmark with these helpers::
     stats = {key: summarize(t) for key, t in times.items()}
     write_json(path, {"benchmark": ..., "results": ...})
 
+The workloads several benchmarks share are built here too: :func:`load_features` (a data file as
+a float64 eqx_tensor TensorMap without gradients), :func:`readme_model` (the README's
+equivariant MLP), :func:`adam_step` (the optax Adam training step) and :func:`n_params`.
+
 Protocol, one JSON object per line on the worker's stdin / stdout (library chatter on stdout is
 redirected to stderr, so it cannot corrupt the protocol):
 
@@ -43,6 +47,9 @@ from typing import IO, Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "metatensor"
+QM7 = "qm7-spherical-expansion.mts"  # 45 blocks, l = 0..4, 10 systems
+HIDDEN = 64  # hidden width of the README's model
+LEARNING_RATE = 1e-3  # the README's optax.adam(1e-3)
 
 
 def data_file(name: str) -> Path:
@@ -54,6 +61,64 @@ def data_file(name: str) -> Path:
             "'../shared/data/metatensor/' beside the project root"
         )
     return path
+
+
+def load_features(name: str = QM7) -> Any:
+    """The data file ``name`` as an eqx_tensor TensorMap, gradients removed; enables float64.
+
+    ``jax_enable_x64`` is switched on before eqx_tensor is imported, as the README does.
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import eqx_tensor as eqt
+
+    return eqt.remove_gradients(eqt.load(str(data_file(name))))
+
+
+def readme_model(*, hidden: int = HIDDEN, stacking: str = "auto", fuse_linear: bool = True) -> Any:
+    """The README's ``nn.Sequential([EquivariantLinear(hidden), InvariantSiLU(),
+    EquivariantLinear(1)])``; ``stacking`` and ``fuse_linear`` as in ``eqx_tensor.nn``."""
+    from eqx_tensor import nn
+
+    return nn.Sequential(
+        [
+            nn.EquivariantLinear(out_features=hidden, stacking=stacking),
+            nn.InvariantSiLU(),
+            nn.EquivariantLinear(out_features=1, stacking=stacking),
+        ],
+        fuse_linear=fuse_linear,
+    )
+
+
+def adam_step(
+    loss_fn: Callable, learning_rate: float = LEARNING_RATE, *, has_aux: bool = False
+) -> tuple[Any, Callable]:
+    """``(optimizer, step)``: optax Adam and its training step around ``loss_fn(params, *batch)``.
+
+    ``step(params, opt_state, *batch)`` returns ``(params, opt_state, loss)``, or ``(params,
+    opt_state, loss, aux)`` when ``has_aux`` (``loss_fn`` then returns ``(loss, aux)``). The step
+    is not jitted: callers choose ``jax.jit`` and its donated arguments.
+    """
+    import jax
+    import optax
+
+    optimizer = optax.adam(learning_rate)
+
+    def step(params, opt_state, *batch):
+        value, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(params, *batch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, *value) if has_aux else (params, opt_state, value)
+
+    return optimizer, step
+
+
+def n_params(params: Any) -> int:
+    """Number of scalars in a parameter pytree."""
+    import jax
+
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
 @dataclass

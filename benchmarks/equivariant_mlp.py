@@ -44,20 +44,25 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks._common` impo
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import (
+    HIDDEN,
+    LEARNING_RATE,
+    QM7,
     RESULTS_DIR,
     Case,
     Worker,
+    adam_step,
     alternate,
     data_file,
     format_table,
+    load_features,
+    n_params,
+    readme_model,
     serve,
     summarize,
     write_json,
 )
 
-DATASETS = {"qm7": "qm7-spherical-expansion.mts", "small": "spherical-expansion.mts"}
-HIDDEN = 64
-LEARNING_RATE = 1e-3
+DATASETS = {"qm7": QM7, "small": "spherical-expansion.mts"}
 # variant name -> (fuse_linear, stacking); "default" is what `nn.Sequential` does out of the box
 VARIANTS = {
     "default": (True, "auto"),
@@ -91,14 +96,13 @@ def _jax_cases(datasets: list[str], variants: list[str]) -> dict[str, Case]:
 
     jax.config.update("jax_enable_x64", True)
     import numpy as np
-    import optax
 
     import eqx_tensor as eqt
     from eqx_tensor import nn
 
     cases = {}
     for name in datasets:
-        features = eqt.remove_gradients(eqt.load(str(data_file(DATASETS[name]))))
+        features = load_features(DATASETS[name])
         orders = _orders(np.asarray(features.keys.values))
         systems = np.unique(np.asarray(features.block(0).samples.column("system")))
         target = eqt.TensorMap(
@@ -115,16 +119,8 @@ def _jax_cases(datasets: list[str], variants: list[str]) -> dict[str, Case]:
         )
         for variant in variants:
             fuse_linear, stacking = VARIANTS[variant]
-            model = nn.Sequential(
-                [
-                    nn.EquivariantLinear(out_features=HIDDEN, stacking=stacking),
-                    nn.InvariantSiLU(),
-                    nn.EquivariantLinear(out_features=1, stacking=stacking),
-                ],
-                fuse_linear=fuse_linear,
-            )
+            model = readme_model(stacking=stacking, fuse_linear=fuse_linear)
             params = model.init(jax.random.key(0), features)
-            optimizer = optax.adam(LEARNING_RATE)
 
             def loss_fn(params, features, target, model=model):
                 per_atom = model.apply(params, features)
@@ -134,11 +130,7 @@ def _jax_cases(datasets: list[str], variants: list[str]) -> dict[str, Case]:
                 )
                 return nn.sum_squared_error(per_system, target)
 
-            def step(params, opt_state, features, target, loss_fn=loss_fn, optimizer=optimizer):
-                loss, grads = jax.value_and_grad(loss_fn)(params, features, target)
-                updates, opt_state = optimizer.update(grads, opt_state, params)
-                return optax.apply_updates(params, updates), opt_state, loss
-
+            optimizer, step = adam_step(loss_fn)
             step = jax.jit(step, donate_argnums=(0, 1))
             state = {"params": params, "opt_state": optimizer.init(params)}
 
@@ -151,13 +143,12 @@ def _jax_cases(datasets: list[str], variants: list[str]) -> dict[str, Case]:
             start = time.perf_counter()
             run()  # tracing and compiling, plus one step
             compile_s = time.perf_counter() - start
-            n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
             cases[f"{name}/{variant}"] = Case(
                 run,
                 {
                     "compile_s": compile_s,
                     "n_blocks": len(features),
-                    "n_params": int(n_params),
+                    "n_params": n_params(params),
                     "jax": jax.__version__,
                 },
             )
@@ -212,12 +203,11 @@ def _torch_cases(datasets: list[str], threads: int) -> dict[str, Case]:
             loss.backward()
             optimizer.step()
 
-        n_params = sum(p.numel() for p in model.parameters())
         cases[f"{name}/step"] = Case(
             run,
             {
                 "n_blocks": len(features),
-                "n_params": int(n_params),
+                "n_params": int(sum(p.numel() for p in model.parameters())),
                 "torch": torch.__version__,
                 "torch_threads": torch.get_num_threads(),
             },

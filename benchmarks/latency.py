@@ -67,20 +67,22 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks._common` impo
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import (
+    QM7,
     RESULTS_DIR,
     Case,
     Worker,
+    adam_step,
     alternate,
     data_file,
     format_table,
+    load_features,
+    n_params,
+    readme_model,
     serve,
     summarize,
     write_json,
 )
 
-DATA = "qm7-spherical-expansion.mts"
-HIDDEN = 64
-LEARNING_RATE = 1e-3
 LABEL_NAMES = ["system", "atom", "center_type"]
 ATOMS_PER_SYSTEM = 50
 CENTER_TYPES = 5
@@ -117,18 +119,8 @@ def _model_setup() -> dict[str, Any]:
     """The README's model and data, and the key: everything before the timed call."""
     import jax
 
-    jax.config.update("jax_enable_x64", True)
-    import eqx_tensor as eqt
-    from eqx_tensor import nn
-
-    features = eqt.remove_gradients(eqt.load(str(data_file(DATA))))
-    model = nn.Sequential(
-        [
-            nn.EquivariantLinear(out_features=HIDDEN),
-            nn.InvariantSiLU(),
-            nn.EquivariantLinear(out_features=1),
-        ]
-    )
+    features = load_features(QM7)
+    model = readme_model()
     start = time.perf_counter()
     key = jax.random.key(0)
     backend_start_s = time.perf_counter() - start
@@ -165,19 +157,17 @@ def _cold_model_init() -> dict[str, Any]:
     start = time.perf_counter()
     jax.block_until_ready(model.init(key, features))
     second = time.perf_counter() - start
-    n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
     return {
         "seconds": seconds,
         "second_call_s": second,
         "backend_start_s": setup["backend_start_s"],
         "n_blocks": len(features),
-        "n_params": int(n_params),
+        "n_params": n_params(params),
     }
 
 
 def _cold_train_step() -> dict[str, Any]:
     import jax
-    import optax
 
     from eqx_tensor import nn
 
@@ -185,16 +175,11 @@ def _cold_train_step() -> dict[str, Any]:
     model, features = setup["model"], setup["features"]
     params = model.init(setup["key"], features)
     target = _target(features)
-    optimizer = optax.adam(LEARNING_RATE)
+    optimizer, step = adam_step(
+        lambda params, features, target: nn.sum_squared_error(model.apply(params, features), target)
+    )
     opt_state = optimizer.init(params)
-
-    @jax.jit
-    def step(params, opt_state, features, target):
-        loss, grads = jax.value_and_grad(
-            lambda p: nn.sum_squared_error(model.apply(p, features), target)
-        )(params)
-        updates, opt_state = optimizer.update(grads, opt_state)
-        return optax.apply_updates(params, updates), opt_state, loss
+    step = jax.jit(step)
 
     start = time.perf_counter()
     new_params, new_state, loss = step(params, opt_state, features, target)
@@ -470,37 +455,17 @@ def build_rows(cold: dict, labels: dict, plans: dict, n_rows: int) -> list[dict[
                 target_note="import jax + 0.3 s",
             )
         )
-        init = cold["model_init"]
-        rows.append(
-            _row(
-                "model.init, eager (qm7, 45 blocks)",
-                _median(init),
-                TARGETS["model_init_s"],
-                "s",
-                second_call_s=_median(init, "second_call_s"),
-                backend_start_s=_median(init, "backend_start_s"),
-            )
-        )
-        step = cold["train_step"]
-        rows.append(
-            _row(
-                "jitted Adam train step, first call",
-                _median(step),
-                TARGETS["train_step_first_call_s"],
-                "s",
-                second_call_s=_median(step, "second_call_s"),
-            )
-        )
-        grad = cold["grad_eager"]
-        rows.append(
-            _row(
-                "jax.grad of the loss, eager, first call",
-                _median(grad),
-                TARGETS["grad_eager_first_call_s"],
-                "s",
-                second_call_s=_median(grad, "second_call_s"),
-            )
-        )
+        first_calls = [
+            ("model_init", "model.init, eager (qm7, 45 blocks)", "model_init_s"),
+            ("train_step", "jitted Adam train step, first call", "train_step_first_call_s"),
+            ("grad_eager", "jax.grad of the loss, eager, first call", "grad_eager_first_call_s"),
+        ]
+        for kind, what, target in first_calls:
+            results = cold[kind]
+            extra = {"second_call_s": _median(results, "second_call_s")}
+            if kind == "model_init":
+                extra["backend_start_s"] = _median(results, "backend_start_s")
+            rows.append(_row(what, _median(results), TARGETS[target], "s", **extra))
     for case, what in LABEL_CASES.items():
         if ("eqx_tensor", case) not in labels:
             continue
@@ -578,7 +543,7 @@ def main() -> None:
         serve(lambda: _build_worker(args.worker, rows_count))
         return
 
-    data_file(DATA)  # fail early, with the message
+    data_file(QM7)  # fail early, with the message
     cold_repeats = args.cold_repeats or (1 if args.quick else 5)
     rounds = args.rounds or (2 if args.quick else 5)
     repeats = args.repeats or (1 if args.quick else 2)
@@ -628,7 +593,7 @@ def main() -> None:
         {
             "benchmark": "latency",
             "quick": args.quick,
-            "data": DATA,
+            "data": QM7,
             "labels_rows": rows_count,
             "rounds": rounds,
             "repeats": repeats,

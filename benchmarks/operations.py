@@ -37,6 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks._common` impo
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import (
+    QM7,
     RESULTS_DIR,
     Case,
     Worker,
@@ -48,7 +49,6 @@ from benchmarks._common import (
     write_json,
 )
 
-DATA = "qm7-spherical-expansion.mts"
 WORKERS = ("eqx_tensor", "metatensor_numpy", "metatensor_torch")
 REFERENCE = "eqx_tensor"
 # torch's OpenMP threads spin between calls by default, stealing the other workers' cores
@@ -84,7 +84,7 @@ def build_eqx_tensor() -> dict[str, Case]:
 
     import eqx_tensor as eqt
 
-    path = data_file(DATA)
+    path = data_file(QM7)
     theirs = metatensor.load(str(path))
     ours = eqt.TensorMap(
         eqt.Labels(theirs.keys.names, np.asarray(theirs.keys.values)),
@@ -160,7 +160,7 @@ def _metatensor_case(tensor) -> dict[str, Case]:
 def build_metatensor_numpy() -> dict[str, Case]:
     import metatensor
 
-    return _metatensor_case(metatensor.load(str(data_file(DATA))))
+    return _metatensor_case(metatensor.load(str(data_file(QM7))))
 
 
 def build_metatensor_torch() -> dict[str, Case]:
@@ -196,7 +196,7 @@ def build_metatensor_torch() -> dict[str, Case]:
             )
         return new
 
-    tensor = metatensor.load(str(data_file(DATA)))
+    tensor = metatensor.load(str(data_file(QM7)))
     tensor = metatensor.TensorMap(tensor.keys, [to_torch(b) for b in tensor.blocks()])
     cases = _metatensor_case(tensor)
     cases["pipeline"].info["torch"] = torch.__version__
@@ -240,7 +240,7 @@ def main() -> None:
     if args.worker:
         serve(BUILDERS[args.worker])
         return
-    data_file(DATA)
+    data_file(QM7)
     if args.quick:
         args.rounds, args.repeats = 2, 2
     output = args.output or RESULTS_DIR / (
@@ -267,7 +267,7 @@ def main() -> None:
     peers = [r["median_s"] for r in rows if r["framework"] != REFERENCE]
     speedup = min(peers) / stats[(REFERENCE, "pipeline")]["median_s"] if peers else None
     print(
-        f"\n{DATA}: remove_gradients, keys_to_samples, sum_over_samples, multiply, pow, "
+        f"\n{QM7}: remove_gradients, keys_to_samples, sum_over_samples, multiply, pow, "
         f"join, filter_blocks (float64, CPU)\nmedians of {args.rounds} rounds x {args.repeats} "
         "calls; 'time / ours' > 1 means eqx_tensor (jitted) is faster\n"
     )
@@ -278,7 +278,7 @@ def main() -> None:
         output,
         {
             "benchmark": "operations",
-            "data": DATA,
+            "data": QM7,
             "pipeline": [
                 "remove_gradients(['strain'])",
                 "keys_to_samples('center_type')",

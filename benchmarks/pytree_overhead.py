@@ -25,9 +25,7 @@ import eqx_tensor as eqt
 if __package__ in (None, ""):  # run as a script: make `benchmarks._common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import RESULTS_DIR, data_file
-
-DATA = "qm7-spherical-expansion.mts"
+from benchmarks._common import QM7, RESULTS_DIR, data_file
 
 
 def _time_calls(function, argument, calls: int) -> float:
@@ -48,7 +46,7 @@ def main() -> None:
     if args.quick:
         args.rounds, args.calls = 3, 20
     jax.config.update("jax_enable_x64", True)
-    tensor = jax.tree_util.tree_map(jnp.asarray, eqt.load(data_file(DATA)))
+    tensor = jax.tree_util.tree_map(jnp.asarray, eqt.load(data_file(QM7)))
     leaves = jax.tree_util.tree_leaves(tensor)
 
     on_tensor = jax.jit(lambda t: t)
@@ -70,7 +68,7 @@ def main() -> None:
     median_flat = statistics.median(flat_times)
     result = {
         "benchmark": "pytree_overhead",
-        "file": DATA,
+        "file": QM7,
         "n_blocks": len(tensor),
         "n_arrays": len(leaves),
         "rounds": args.rounds,
@@ -81,7 +79,7 @@ def main() -> None:
         "first_call_s": compile_s,
         "backend": jax.default_backend(),
     }
-    print(f"{DATA}: {len(tensor)} blocks, {len(leaves)} arrays")
+    print(f"{QM7}: {len(tensor)} blocks, {len(leaves)} arrays")
     print(f"  jitted identity on TensorMap : {median_tensor * 1e6:8.1f} us/call (median)")
     print(f"  jitted identity on flat list : {median_flat * 1e6:8.1f} us/call (median)")
     print(f"  ratio TensorMap / flat list  : {result['ratio']:.2f} (target <= 1.5)")

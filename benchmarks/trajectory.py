@@ -53,8 +53,10 @@ from benchmarks._common import (
     RESULTS_DIR,
     Case,
     Worker,
+    adam_step,
     alternate,
     format_table,
+    n_params,
     serve,
     summarize,
     write_json,
@@ -192,22 +194,9 @@ def _jax_cases(
 def _adam_step(loss_fn: Callable):
     """Jitted optax Adam step around ``loss_fn(params, *batch) -> (loss, aux)``; donates state."""
     import jax
-    import optax
 
-    optimizer = optax.adam(LEARNING_RATE)
-
-    def step(params, opt_state, *batch):
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *batch)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss, aux
-
+    optimizer, step = adam_step(loss_fn, LEARNING_RATE, has_aux=True)
     return optimizer, jax.jit(step, donate_argnums=(0, 1))
-
-
-def _n_params(params) -> int:
-    import jax
-
-    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
 # ---------------------------------------------------------------------------- e3nn (torch)
@@ -447,7 +436,7 @@ def build_e3nn_jax(n_batches: int, device: str) -> dict[str, Case]:
     state = {"params": params, "opt_state": optimizer.init(params)}
     info = {
         "init_s": init_s,
-        "n_params": _n_params(params),
+        "n_params": n_params(params),
         "edge_capacity": int(src.shape[0]),
         "e3nn_jax": e3nn.__version__,
     }
@@ -537,7 +526,7 @@ def build_eqx_tensor(n_batches: int, device: str, variants: Sequence[str]) -> di
         # a copy per variant: the step donates (deletes) the parameters it is given
         own = jax.tree_util.tree_map(jnp.copy, params)
         state = {"params": own, "opt_state": optimizer.init(own)}
-        info = {"init_s": init_s, "n_params": _n_params(params), "pair_capacity": capacity}
+        info = {"init_s": init_s, "n_params": n_params(params), "pair_capacity": capacity}
         for kind, case in _jax_cases(step, state, batches, info, check).items():
             cases[f"{variant}/{kind}"] = case
     return cases

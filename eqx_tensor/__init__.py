@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # o3 pulls in e3nn-jax, nn flax and optax: load them on first use, so that data-only code
-    # starts as fast as jax itself
+    # does not import them
     if name in ("o3", "nn", "atomistic"):
         import importlib
 

@@ -1,8 +1,8 @@
 """Array-namespace dispatch: NumPy in, NumPy out; JAX (or tracers) in, JAX out.
 
 Metadata-driven gathers and scatters on NumPy data (what :func:`eqx_tensor.load` returns) run
-in NumPy, because eager ``jax.numpy`` compiles one kernel per block shape, which costs
-seconds on a 45-block file. Inside ``jax.jit`` the values are tracers and everything is JAX.
+in NumPy, because eager ``jax.numpy`` compiles one kernel per operation and block shape, where
+NumPy compiles nothing. Inside ``jax.jit`` the values are tracers and everything is JAX.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ the set operations work on whole arrays, with no Python loop over entries, throu
 built once per static labels (at construction, when the uniqueness check builds it anyway,
 or on first use):
 
-* labels of at most ``_SMALL`` entries use a ``dict`` from row tuples to positions: below
-  that size NumPy's fixed cost per call is larger than a Python loop;
+* labels of at most ``_SMALL`` entries use a ``dict`` from row tuples to positions: a Python
+  loop over so few entries avoids NumPy's fixed cost per call;
 * larger labels pack each row into one ``int64`` key, ``sum_j code_j * stride_j``, where
   ``code_j`` is the value minus the column's minimum or, for columns using few of the values
   in their range (e.g. atomic numbers), the rank of the value among the column's values, and
@@ -923,7 +923,7 @@ class Labels:
         return result, np.arange(n, dtype=np.int64), mapping_2
 
     def _small_union(self, other: Labels) -> tuple[Labels, np.ndarray, np.ndarray]:
-        """:meth:`union_and_mapping` of small labels, with dicts (faster than NumPy there)."""
+        """:meth:`union_and_mapping` of small labels, with dicts (no index, module docstring)."""
         n = len(self._values)
         lookup = self._lookup_dict()
         extra: dict[tuple[int, ...], int] = {}

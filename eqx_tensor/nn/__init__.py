@@ -12,6 +12,7 @@ parameters whatever the order of the input's keys, and a block whose key the par
 know is refused.
 """
 
+from ._utils import key_to_name
 from .activations import (
     Activation,
     InvariantActivation,
@@ -31,7 +32,7 @@ from .convolution import (
 )
 from .gate import Gate, gate, soft_odd
 from .layer_norm import InvariantLayerNorm, LayerNorm, layer_norm
-from .linear import EquivariantLinear, Linear, key_to_name, linear
+from .linear import EquivariantLinear, Linear, linear
 from .loss import mean_squared_error, sum_squared_error
 from .norm_activation import NormActivation, norm_activation
 from .radial import (

@@ -9,15 +9,14 @@ multiplied in one batched ``einsum`` against the gathered weights.
 
 Blocks rarely share a sample count, so the question is how much padding is worth one kernel
 less. :func:`plan_buckets` answers it with a small dynamic programme over the sorted row counts
-(padded multiply-adds plus a fixed cost per bucket). Measured on CPU (XLA, float64) with the
-qm7 spherical expansion (45 blocks, ``benchmarks/equivariant_mlp.py``), padding never paid:
-stacking needs one pad and one slice per segment anyway, and these cost about as much as the
-small matrix product they replace, while the padded rows add memory traffic. Hence the
-default (``"auto"``) stacks only segments with *equal* row counts, which needs no padding at
-all (blocks of the same ``o3_lambda`` and species pair, values and gradients with the same
-row counts). ``"pad"`` (one padded product per group of equal feature sizes) may suit
-accelerators, where a kernel launch costs more; ``"blocks"`` computes every segment on its
-own, as metatensor-learn does.
+(padded multiply-adds plus a fixed cost per bucket). Padding needs one pad and one slice per
+segment, operations of about the size of the small matrix product they replace, and the padded
+rows add memory traffic. Hence the default (``"auto"``) stacks only segments with *equal* row
+counts, which needs no padding at all (blocks of the same ``o3_lambda`` and species pair,
+values and gradients with the same row counts). ``"pad"`` (one padded product per group of
+equal feature sizes) may suit accelerators, where a kernel launch costs more; ``"blocks"``
+computes every segment on its own, as metatensor-learn does. ``benchmarks/equivariant_mlp.py``
+times the three modes.
 
 The plan depends only on static shapes, so it is computed once per trace with NumPy.
 """

@@ -1,4 +1,4 @@
-"""Shared helpers of the nn layers: key bookkeeping, per-key arguments, block rebuilding.
+"""Shared helpers of the nn layers: key names, key bookkeeping, per-key arguments, block rebuilding.
 
 Everything here runs on static metadata (NumPy) at trace time; only the gradient helpers touch
 arrays.
@@ -7,7 +7,7 @@ arrays.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..block import TensorBlock
-from ..labels import Labels
+from ..labels import Labels, LabelsEntry
 from ..tensormap import TensorMap
 
 Array = Any
@@ -30,6 +30,50 @@ def check_tensor(tensor: Any, layer: str) -> TensorMap:
     if not isinstance(tensor, TensorMap):
         raise TypeError(f"{layer} expects a TensorMap, got {type(tensor).__name__}")
     return tensor
+
+
+def key_to_name(key: LabelsEntry) -> str:
+    """The name of a key in the parameters of the nn layers.
+
+    ``"name=value"`` for every key dimension, joined by commas, e.g.
+    ``"o3_lambda=1,o3_sigma=-1"``: how the ``keys`` records of :class:`~eqx_tensor.nn.Linear`
+    and the other layers name their keys, and the name of a :class:`~eqx_tensor.nn.ModuleMap`
+    clone, so that ``params[key_to_name(key)]`` holds the parameters of ``key``'s module there.
+    """
+    if not isinstance(key, LabelsEntry):
+        raise TypeError(f"key_to_name expects a LabelsEntry, got {type(key).__name__}")
+    return _name(key.names, np.asarray(key.values))
+
+
+def _name(names: Sequence[str], values: np.ndarray) -> str:
+    return ",".join(f"{n}={int(v)}" for n, v in zip(names, values))
+
+
+@functools.lru_cache(maxsize=256)
+def key_names(keys: Labels) -> tuple[str, ...]:
+    """:func:`key_to_name` of every entry of ``keys`` (cached: keys are static metadata)."""
+    values = np.asarray(keys.values)
+    return tuple(_name(keys.names, row) for row in values)
+
+
+def _shown(names: Sequence[str], limit: int = 4) -> str:
+    listed = ", ".join(f"'{n}'" for n in list(names)[:limit])
+    more = len(names) - limit
+    return f"[{listed}{f', ... ({more} more)' if more > 0 else ''}]"
+
+
+def lookup(parameters: Mapping[str, Any], names: Sequence[str], layer: str, what: str) -> list[Any]:
+    """``parameters[name]`` for every name, for parameters named by key (:func:`key_to_name`);
+    keys the parameters lack are refused by name."""
+    missing = [n for n in names if n not in parameters]
+    if missing:
+        raise ValueError(
+            f"{layer}: the input has blocks with the keys {_shown(missing)}, for which the "
+            f"parameters have no {what} (they have {_shown(sorted(parameters))}); pass in_keys= "
+            "with every key the layer must accept and re-initialise, or re-initialise with an "
+            "input holding these keys"
+        )
+    return [parameters[n] for n in names]
 
 
 def key_positions(
@@ -185,6 +229,48 @@ def out_properties_per_key(
     return out_properties
 
 
+def refuse_unordered(value: Sequence[Any], name: str, keys: Labels, layer: str) -> None:
+    """Refuse a per-key sequence when nothing says which key each entry belongs to.
+
+    Without ``in_keys`` and without a record of the keys in the parameters, the entries could
+    only follow the block order of each input; a single entry for a single block is fine.
+    """
+    if len(keys) == 1 and len(value) == 1:
+        return
+    raise ValueError(
+        f"{layer}: {name} has one entry per key, but in_keys is not given, so its entries "
+        "could only follow the block order of each input; pass in_keys= (the keys the entries "
+        "belong to, in that order) or a single value for every key"
+    )
+
+
+def per_block(
+    value: Any,
+    name: str,
+    kind: type | tuple[type, ...],
+    in_keys: Labels | None,
+    keys: Labels,
+    layer: str,
+) -> list[Any]:
+    """The value of a per-key attribute for each block of an input with ``keys``.
+
+    For layers without parameters, hence without a record of the keys at init: one value is
+    used for every block; a sequence has one entry per key of ``in_keys`` (see
+    :func:`refuse_unordered` without ``in_keys``).
+    """
+    if isinstance(value, kind) and not isinstance(value, (list, tuple)):
+        return [value] * len(keys)
+    if in_keys is None:
+        refuse_unordered(value, name, keys, layer)
+        in_keys = keys
+    _, positions = key_positions(keys, in_keys, layer)
+    if kind is Labels:
+        values = out_properties_per_key(value, len(in_keys), layer)
+    else:
+        values = per_key(value, name, kind, len(in_keys), "keys in in_keys")
+    return [values[p] for p in positions]
+
+
 def rebuild_block(
     block: TensorBlock, values: Array, properties: Labels, gradients: dict[str, Array]
 ) -> TensorBlock:
@@ -247,6 +333,14 @@ def float_dtype(tensor: TensorMap, param_dtype: Any) -> Any:
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
         return jnp.dtype(jnp.float32)
     return jnp.dtype(dtype)
+
+
+def parameter_dtype(tensor: TensorMap, param_dtype: Any) -> Any:
+    """The dtype of new parameters: ``param_dtype`` or the input's, as JAX will hold them.
+
+    Canonical (``float32`` for ``float64`` with x64 off), so that creating them does not warn.
+    """
+    return jax.dtypes.canonicalize_dtype(float_dtype(tensor, param_dtype))
 
 
 def check_existing(module: Any, name: str, n_keys: int, layer: str) -> None:

@@ -36,7 +36,8 @@ from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
 from . import _utils
-from .linear import per_block
+from ._compiled_init import CompiledInit
+from ._utils import per_block
 
 __all__ = [
     "Activation",
@@ -154,7 +155,7 @@ def _out_properties(module: Any, tensor: TensorMap, layer: str) -> list[Labels] 
     )
 
 
-class Activation(nn.Module):
+class Activation(CompiledInit, nn.Module):
     """An element-wise function on every block (base of :class:`ReLU`, :class:`Tanh`, ...).
 
     Attributes:
@@ -194,7 +195,7 @@ class SiLU(Activation):
     fn: Callable[[Array], Array] = jax.nn.silu
 
 
-class InvariantActivation(nn.Module):
+class InvariantActivation(CompiledInit, nn.Module):
     """An element-wise function on invariant blocks only; other blocks pass through.
 
     Attributes:

@@ -40,16 +40,9 @@ import numpy as np
 from ..labels import Labels
 from ..tensormap import TensorMap
 from . import _utils
-from .linear import (
-    KEYS_ENTRY,
-    key_names,
-    key_record,
-    parameter_dtype,
-    per_block,
-    read_record,
-    record_rows,
-    refuse_unordered,
-)
+from ._compiled_init import CompiledInit
+from ._utils import key_names, parameter_dtype, per_block, refuse_unordered
+from .linear import KEYS_ENTRY, key_record, read_record, record_rows
 
 __all__ = ["InvariantLayerNorm", "LayerNorm", "layer_norm"]
 
@@ -292,7 +285,7 @@ def _in_features(
     return _utils.in_features_per_key(module, layer, param_keys, norm_keys, from_input, what)
 
 
-class LayerNorm(nn.Module):
+class LayerNorm(CompiledInit, nn.Module):
     """Layer normalisation of every block over its components and properties, per sample.
 
     Counterpart of ``metatensor.learn.nn.LayerNorm`` (see the module docstring).
@@ -328,7 +321,7 @@ class LayerNorm(nn.Module):
         return _apply(self, tensor, "LayerNorm", invariant_only=False)
 
 
-class InvariantLayerNorm(nn.Module):
+class InvariantLayerNorm(CompiledInit, nn.Module):
     """Layer normalisation of the invariant blocks only; the other blocks pass through.
 
     Counterpart of ``metatensor.learn.nn.InvariantLayerNorm``: ``in_features``, ``eps`` and

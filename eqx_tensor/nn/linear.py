@@ -3,8 +3,9 @@
 Each block is multiplied along its properties by the weight matrix of its key, like
 metatensor-learn's ``Linear`` (a ``ModuleMap`` of ``torch.nn.Linear``). The weights of all keys
 live in one stacked array, so that the parameters are a handful of leaves for optax and the
-blocks can be computed together (see :mod:`eqx_tensor.nn._stacking`): one leaf per key makes the
-optimiser update and the backward pass several times slower on models with tens of keys.
+blocks can be computed together (see :mod:`eqx_tensor.nn._stacking`): with one leaf per key,
+the optimiser update and the backward pass would run one small operation per key instead of one
+per stacked array.
 
 Parameters (``variables["params"]``):
 
@@ -15,7 +16,7 @@ Parameters (``variables["params"]``):
   key with a bias, in key order.
 * ``keys``: which key each row belongs to, as static metadata in the tree's structure (no
   arrays): ``{"<k> <key name> <in>x<out>": None}``, e.g. ``"0 o3_lambda=0,o3_sigma=1 8x4"``
-  (:func:`key_to_name`). These are the keys of ``in_keys``, or of the input at init.
+  (:func:`~eqx_tensor.nn.key_to_name`). These are the keys of ``in_keys``, or of the input at init.
 
 Blocks are looked up by key: an input may hold any of these keys, in any order (the output keys
 follow the input's order), and per-key attributes given as sequences follow the recorded key
@@ -40,16 +41,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..labels import Labels, LabelsEntry
+from ..labels import Labels
 from ..tensormap import TensorMap
 from . import _utils
+from ._compiled_init import CompiledInit
 from ._stacking import STACKING_MODES, grouped_matmul
+from ._utils import _shown, key_names, parameter_dtype
 
 __all__ = [
     "EquivariantLinear",
     "Linear",
     "LinearSpec",
-    "key_to_name",
     "linear",
     "torch_linear_init",
 ]
@@ -62,101 +64,6 @@ def torch_linear_init(key: Array, shape: tuple[int, ...], dtype: Any, fan_in: in
     """``torch.nn.Linear``'s default: uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``."""
     bound = 1.0 / np.sqrt(fan_in) if fan_in > 0 else 0.0
     return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-# ----------------------------------------------------------------------------- key names
-def key_to_name(key: LabelsEntry) -> str:
-    """The name of a key in the parameters of the nn layers.
-
-    ``"name=value"`` for every key dimension, joined by commas, e.g.
-    ``"o3_lambda=1,o3_sigma=-1"``: how the ``keys`` records of :class:`Linear` and the other
-    layers name their keys, and the name of a :class:`~eqx_tensor.nn.ModuleMap` clone, so that
-    ``params[key_to_name(key)]`` holds the parameters of ``key``'s module there.
-    """
-    if not isinstance(key, LabelsEntry):
-        raise TypeError(f"key_to_name expects a LabelsEntry, got {type(key).__name__}")
-    return _name(key.names, np.asarray(key.values))
-
-
-def _name(names: Sequence[str], values: np.ndarray) -> str:
-    return ",".join(f"{n}={int(v)}" for n, v in zip(names, values))
-
-
-@functools.lru_cache(maxsize=256)
-def key_names(keys: Labels) -> tuple[str, ...]:
-    """:func:`key_to_name` of every entry of ``keys`` (cached: keys are static metadata)."""
-    values = np.asarray(keys.values)
-    return tuple(_name(keys.names, row) for row in values)
-
-
-def _shown(names: Sequence[str], limit: int = 4) -> str:
-    listed = ", ".join(f"'{n}'" for n in list(names)[:limit])
-    more = len(names) - limit
-    return f"[{listed}{f', ... ({more} more)' if more > 0 else ''}]"
-
-
-def lookup(parameters: Mapping[str, Any], names: Sequence[str], layer: str, what: str) -> list[Any]:
-    """``parameters[name]`` for every name, for parameters named by key (:func:`key_to_name`);
-    keys the parameters lack are refused by name."""
-    missing = [n for n in names if n not in parameters]
-    if missing:
-        raise ValueError(
-            f"{layer}: the input has blocks with the keys {_shown(missing)}, for which the "
-            f"parameters have no {what} (they have {_shown(sorted(parameters))}); pass in_keys= "
-            "with every key the layer must accept and re-initialise, or re-initialise with an "
-            "input holding these keys"
-        )
-    return [parameters[n] for n in names]
-
-
-def refuse_unordered(value: Sequence[Any], name: str, keys: Labels, layer: str) -> None:
-    """Refuse a per-key sequence when nothing says which key each entry belongs to.
-
-    Without ``in_keys`` and without a record of the keys in the parameters, the entries could
-    only follow the block order of each input; a single entry for a single block is fine.
-    """
-    if len(keys) == 1 and len(value) == 1:
-        return
-    raise ValueError(
-        f"{layer}: {name} has one entry per key, but in_keys is not given, so its entries "
-        "could only follow the block order of each input; pass in_keys= (the keys the entries "
-        "belong to, in that order) or a single value for every key"
-    )
-
-
-def per_block(
-    value: Any,
-    name: str,
-    kind: type | tuple[type, ...],
-    in_keys: Labels | None,
-    keys: Labels,
-    layer: str,
-) -> list[Any]:
-    """The value of a per-key attribute for each block of an input with ``keys``.
-
-    For layers without parameters, hence without a record of the keys at init: one value is
-    used for every block; a sequence has one entry per key of ``in_keys`` (see
-    :func:`refuse_unordered` without ``in_keys``).
-    """
-    if isinstance(value, kind) and not isinstance(value, (list, tuple)):
-        return [value] * len(keys)
-    if in_keys is None:
-        refuse_unordered(value, name, keys, layer)
-        in_keys = keys
-    _, positions = _utils.key_positions(keys, in_keys, layer)
-    if kind is Labels:
-        values = _utils.out_properties_per_key(value, len(in_keys), layer)
-    else:
-        values = _utils.per_key(value, name, kind, len(in_keys), "keys in in_keys")
-    return [values[p] for p in positions]
-
-
-def parameter_dtype(tensor: TensorMap, param_dtype: Any) -> Any:
-    """The dtype of new parameters: ``param_dtype`` or the input's, as JAX will hold them.
-
-    Canonical (``float32`` for ``float64`` with x64 off), so that creating them does not warn.
-    """
-    return jax.dtypes.canonicalize_dtype(_utils.float_dtype(tensor, param_dtype))
 
 
 # ----------------------------------------------------------------------------- pure function
@@ -376,8 +283,7 @@ def record_rows(
 def _stacked(make: Any, shapes: list[tuple[int, ...]], key: Array, dtype: Any) -> Array:
     """Stack ``make(key_k, shapes[k], dtype)`` for every key, zero-padded to the largest shape.
 
-    Keys with equal shapes are drawn together with ``jax.vmap`` (one small program per shape
-    instead of one per key).
+    Keys with equal shapes are drawn together with ``jax.vmap``.
     """
     keys = jax.random.split(key, len(shapes))
     full = tuple(max(s[d] for s in shapes) for d in range(len(shapes[0])))
@@ -394,16 +300,43 @@ def _stacked(make: Any, shapes: list[tuple[int, ...]], key: Array, dtype: Any) -
     return stacked
 
 
+# Initialisation runs once per parameter as one compiled program (cached by the static
+# shapes): drawn eagerly, every random draw and every padded write would compile on its own.
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _custom_stacked(key: Array, init: Initializer, shapes: tuple[tuple[int, ...], ...], dtype: Any):
+    return _stacked(lambda k, shape, dtype: init(k, shape, dtype), list(shapes), key, dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _torch_uniform_stacked(
+    key: Array,
+    fan_in: tuple[int, ...],
+    rows: tuple[int, ...],
+    columns: tuple[int, ...],
+    dtype: Any,
+) -> Array:
+    """``(n, max(rows), max(columns))``: key ``k`` uniform in ``+-1/sqrt(fan_in[k])`` on its
+    ``rows[k] x columns[k]`` corner, zero elsewhere (torch.nn.Linear's default, one draw)."""
+    n, height, width = len(rows), max(rows), max(columns)
+    bound = np.array([1.0 / np.sqrt(f) if f > 0 else 0.0 for f in fan_in])
+    drawn = jax.random.uniform(key, (n, height, width), dtype, -1.0, 1.0)
+    inside = (np.arange(height)[None, :, None] < np.array(rows)[:, None, None]) & (
+        np.arange(width)[None, None, :] < np.array(columns)[:, None, None]
+    )
+    scale = np.where(inside, bound[:, None, None], 0.0)
+    return drawn * jnp.asarray(scale, dtype)
+
+
 def _stacked_init(init: Initializer | None, in_features: list[int], out_features: list[int]) -> Any:
-    def make(key: Array, shape: tuple[int, int], dtype: Any) -> Array:
-        if init is None:
-            return torch_linear_init(key, shape, dtype, shape[0])
-        return init(key, shape, dtype)
+    """Initialiser of the stacked ``(n_keys, max_in, max_out)`` weights, zero-padded."""
 
     def init_fn(key: Array, dtype: Any) -> Array:
         if not in_features:  # a TensorMap without blocks
             return jnp.zeros((0, 0, 0), dtype)
-        return _stacked(make, list(zip(in_features, out_features)), key, dtype)
+        if init is None:
+            fan = tuple(in_features)
+            return _torch_uniform_stacked(key, fan, fan, tuple(out_features), dtype)
+        return _custom_stacked(key, init, tuple(zip(in_features, out_features)), dtype)
 
     return init_fn
 
@@ -411,29 +344,30 @@ def _stacked_init(init: Initializer | None, in_features: list[int], out_features
 def _stacked_bias_init(
     init: Initializer | None, in_features: list[int], out_features: list[int]
 ) -> Any:
-    # the shape carries fan_in as a dummy leading axis so that keys with the same fan_in and
-    # out_features share a program; it is dropped below
-    def make(key: Array, shape: tuple[int, int], dtype: Any) -> Array:
-        fan_in, fout = shape
-        if init is None:
-            return torch_linear_init(key, (fout,), dtype, fan_in)
-        return init(key, (fout,), dtype)
+    """Initialiser of the stacked ``(n_keys, max_out)`` biases, zero-padded."""
 
     def init_fn(key: Array, dtype: Any) -> Array:
-        keys = jax.random.split(key, len(out_features))
-        width = max(out_features)
-        stacked = jnp.zeros((len(out_features), width), dtype)
-        groups: dict[tuple[int, int], list[int]] = {}
-        for k, shape in enumerate(zip(in_features, out_features)):
-            groups.setdefault(shape, []).append(k)
-        for shape, members in groups.items():
-            drawn = jax.vmap(lambda k, shape=shape: make(k, shape, dtype))(keys[np.array(members)])
-            if len(groups) == 1 and shape[1] == width:
-                return drawn
-            stacked = stacked.at[np.array(members), : shape[1]].set(drawn)
-        return stacked
+        n = len(out_features)
+        if init is None:
+            ones = (1,) * n
+            drawn = _torch_uniform_stacked(
+                key, tuple(in_features), ones, tuple(out_features), dtype
+            )
+            return drawn.reshape(n, max(out_features))
+        # a (1, fout) shape per key so that keys of equal out_features share a draw
+        drawn = _custom_stacked(key, _bias_as_row(init), tuple((1, f) for f in out_features), dtype)
+        return drawn.reshape(n, max(out_features))
 
     return init_fn
+
+
+@functools.lru_cache(maxsize=64)
+def _bias_as_row(init: Initializer) -> Initializer:
+    # cached so that the jitted draw sees the same (hashable) initialiser on every call
+    def row(key: Array, shape: tuple[int, int], dtype: Any) -> Array:
+        return init(key, shape[1:], dtype)[None]
+
+    return row
 
 
 class LinearSpec(NamedTuple):
@@ -627,7 +561,7 @@ def _block_features(tensor: TensorMap) -> list[int]:
     return [int(block.values.shape[-1]) for block in tensor.blocks()]
 
 
-class Linear(nn.Module):
+class Linear(CompiledInit, nn.Module):
     """A linear map per block, along the properties: ``values @ W[key] + b[key]``.
 
     Counterpart of ``metatensor.learn.nn.Linear``. ``in_keys`` and ``in_features`` are read from
@@ -682,7 +616,7 @@ class Linear(nn.Module):
         return self.spec(tensor.keys, _block_features(tensor), dtype).apply(tensor, self.stacking)
 
 
-class EquivariantLinear(nn.Module):
+class EquivariantLinear(CompiledInit, nn.Module):
     """A linear map per block that preserves O(3) equivariance: biases on invariant blocks only.
 
     Counterpart of ``metatensor.learn.nn.EquivariantLinear``. Mixing properties within a

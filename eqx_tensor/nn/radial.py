@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._backend import safe_sqrt
+from ._compiled_init import CompiledInit
 
 __all__ = [
     "BASES",
@@ -355,7 +356,7 @@ def normalized_activation(act: Callable[[Array], Array]) -> Callable[[Array], Ar
     return _normalized(act, bool(jax.config.jax_enable_x64))
 
 
-class RadialMLP(nn.Module):
+class RadialMLP(CompiledInit, nn.Module):
     """Edge lengths -> per-edge weights: radial basis, MLP, smooth cutoff envelope.
 
     ``lengths (...,)`` -> ``basis (..., n_basis)`` -> ``hidden`` layers -> ``(..., out_features)``,

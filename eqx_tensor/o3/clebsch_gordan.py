@@ -48,7 +48,7 @@ def _clebsch_gordan(l1: int, l2: int, l3: int) -> np.ndarray:
     if not selection_rule(l1, l2, l3):
         cg = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1))
     else:
-        import e3nn_jax as e3nn  # on first use: e3nn-jax takes seconds to import
+        import e3nn_jax as e3nn  # on first use: importing eqx_tensor.o3 does not import e3nn-jax
 
         # invariant under the change of basis (module docstring), so e3nn's tensor as is
         cg = e3nn.clebsch_gordan(l1, l2, l3)

@@ -104,7 +104,7 @@ def to_irreps_array(tensor: TensorMap, *, drop_gradients: bool = False) -> e3nn.
                 f"to_irreps_array needs the same samples in every block; block {key} differs "
                 "from the first block"
             )
-    import e3nn_jax as e3nn  # on first use: e3nn-jax takes seconds to import
+    import e3nn_jax as e3nn  # on first use: importing eqx_tensor.o3 does not import e3nn-jax
 
     irreps = e3nn.Irreps(
         [(len(b.properties), key_to_irrep(l, sigma)) for (l, sigma), b in zip(orders, blocks)]

@@ -110,7 +110,7 @@ def _check_orthogonal(R: jax.Array, fname: str) -> None:
 
 
 # one compiled program per TensorMap structure: eager callers (tests, notebooks) would otherwise
-# compile every small tensordot separately, which is slower than compiling the whole rotation
+# compile and dispatch every small tensordot separately
 @jax.jit
 def _rotate(tensor: TensorMap, R: jax.Array) -> TensorMap:
     orders = block_orders(tensor, "rotate")

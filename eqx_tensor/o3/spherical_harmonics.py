@@ -83,7 +83,7 @@ def _spherical_harmonics(
 ) -> dict[int, jax.Array]:
     # Y_mts(r) = Y_e3nn(P r), P r = (y, z, x). e3nn guards |r| = 0 with a where on r^2 before the
     # square root, so the gradient at the zero vector is finite (jnp.linalg.norm would give NaN).
-    import e3nn_jax as e3nn  # on first use: e3nn-jax takes seconds to import
+    import e3nn_jax as e3nn  # on first use: importing eqx_tensor.o3 does not import e3nn-jax
 
     permuted = vectors[..., np.array([1, 2, 0])]
     flat = e3nn.sh(list(orders), permuted, normalize, normalization)

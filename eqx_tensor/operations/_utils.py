@@ -3,8 +3,8 @@
 The ``*_impl`` functions follow metatensor-operations' ``_utils``: they return an error
 message (``""`` when everything matches) so that the boolean, raising and composite checks
 are all built on the same code. Metadata comparisons never look at array values, so they
-work under ``jax.jit``; dynamic sample labels (DESIGN section 2) are compared by names and
-sizes when their values are traced (see :func:`_labels_equal`).
+work under ``jax.jit``; dynamic sample labels (see :mod:`eqx_tensor.labels`) are compared by
+names and sizes when their values are traced (see :func:`_labels_equal`).
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ def _jit_operation(function: Callable | None = None, **jit_kwargs: Any) -> Calla
     blocks of a file compiles hundreds of tiny kernels on its first call and dispatches
     them one by one afterwards (the same happens under an un-jitted ``jax.grad`` or
     ``jax.vmap``). A jitted operation compiles one program per metadata structure (the
-    TensorMap treedef) instead: several times faster the first time, orders of magnitude
-    faster the next. Inside a user's ``jax.jit`` it is inlined into the caller's program.
+    TensorMap treedef) instead, and later calls with that structure dispatch it once, with no
+    compilation. Inside a user's ``jax.jit`` it is inlined into the caller's program.
 
     Checks that must see concrete dynamic labels belong before this boundary: inside,
     dynamic label values are tracers.

@@ -247,7 +247,7 @@ def _uniform_arrays(key: jax.Array, arrays: Sequence[Any]) -> list[jax.Array]:
     """U[0, 1) arrays with the shapes and (floating) dtypes of ``arrays``.
 
     One draw per dtype, sliced into the arrays: each ``jax.random.uniform`` call inlines a
-    whole threefry program, so one call per block would make compilation take seconds.
+    whole threefry program, so one call per block would compile one such program per block.
     """
     groups: dict[Any, list[int]] = {}
     for i, array in enumerate(arrays):

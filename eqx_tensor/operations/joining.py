@@ -5,7 +5,7 @@ gradients: along samples the gradient rows are concatenated (their ``"sample"`` 
 shifted to the joined rows); along properties the gradient samples are merged (union) and
 missing gradient rows are zero.
 
-Joining along samples accepts dynamic sample labels (DESIGN section 2): values and label
+Joining along samples accepts dynamic sample labels (see :mod:`eqx_tensor.labels`): values and label
 arrays are concatenated, which only needs names and sizes (uniqueness of the joined entries
 cannot be checked then). Joining along properties compares the blocks' samples, which for
 traced dynamic labels means equal names and sizes.

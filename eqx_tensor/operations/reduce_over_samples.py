@@ -9,7 +9,7 @@ With static sample labels, the group of every row is computed with NumPy at trac
 and the arrays are reduced with :func:`jax.ops.segment_sum` over these static segment
 ids, so the functions compile to a few scatter-adds under :func:`jax.jit`.
 
-**Dynamic sample labels** (padded batches, DESIGN section 2): give the output samples
+**Dynamic sample labels** (padded batches, see :mod:`eqx_tensor.labels`): give the output samples
 with ``groups``, either static :class:`Labels` over the remaining dimensions or an ``int``
 ``n`` for one remaining dimension holding group indices ``0..n-1``. The group of each row
 is then looked up at run time from the (traced) label values, and rows that match no group
