@@ -10,8 +10,13 @@ of the parameter tree (an entry ``keys`` without arrays, see :mod:`eqx_tensor.nn
 clones of :class:`ModuleMap` are named by key, :func:`key_to_name`): every block finds its own
 parameters whatever the order of the input's keys, and a block whose key the parameters do not
 know is refused.
+
+Every module's ``init`` and ``apply`` run as compiled programs (:class:`Compiled`, a mixin
+that user modules may take too): one compilation per call structure instead of one per
+operation and block shape.
 """
 
+from ._compiled import Compiled
 from ._utils import key_to_name
 from .activations import (
     Activation,
@@ -52,6 +57,7 @@ from .tensor_product import TensorProduct, tensor_product, tensor_product_plan
 
 __all__ = [
     "Activation",
+    "Compiled",
     "Convolution",
     "EquivariantLinear",
     "Gate",

@@ -36,7 +36,7 @@ from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
 from . import _utils
-from ._compiled_init import CompiledInit
+from ._compiled import Compiled
 from ._utils import per_block
 
 __all__ = [
@@ -155,7 +155,7 @@ def _out_properties(module: Any, tensor: TensorMap, layer: str) -> list[Labels] 
     )
 
 
-class Activation(CompiledInit, nn.Module):
+class Activation(Compiled, nn.Module):
     """An element-wise function on every block (base of :class:`ReLU`, :class:`Tanh`, ...).
 
     Attributes:
@@ -195,7 +195,7 @@ class SiLU(Activation):
     fn: Callable[[Array], Array] = jax.nn.silu
 
 
-class InvariantActivation(CompiledInit, nn.Module):
+class InvariantActivation(Compiled, nn.Module):
     """An element-wise function on invariant blocks only; other blocks pass through.
 
     Attributes:

@@ -54,7 +54,7 @@ from ..o3 import tensor_product_plan as kernel_plan
 from ..o3.conventions import O3_LAMBDA, O3_MU, O3_SIGMA, irrep_to_key
 from ..o3.spherical_harmonics import spherical_harmonics_array
 from ..tensormap import TensorMap
-from ._compiled_init import CompiledInit
+from ._compiled import Compiled
 from ._utils import range_properties
 from .radial import safe_norm, soft_one_hot_linspace
 
@@ -277,7 +277,7 @@ def _fc(plan, x1, x2, weight, irreps_out: Irreps, n: int, dtype) -> dict[Key, Ar
     return {k: out[k] if k in out else _zeros_like_block(k, m, n, dtype) for k, m in irreps_out}
 
 
-class Convolution(CompiledInit, nn.Module):
+class Convolution(Compiled, nn.Module):
     """e3nn's ``gate_points_2101.Convolution`` on ``{(l, sigma): (n, 2l+1, mul)}`` blocks.
 
     Attributes:
@@ -406,7 +406,7 @@ def _gate(g: GateStructure, x: dict[Key, Array], constants: dict[str, float]) ->
     return {key: out[key] for key, _ in g.irreps_out}
 
 
-class GatePointsNetwork(CompiledInit, nn.Module):
+class GatePointsNetwork(Compiled, nn.Module):
     """e3nn's ``gate_points_2101.Network`` over TensorMaps.
 
     Attributes (e3nn's constructor arguments; irreps as e3nn strings or ``((key, mul), ...)``):

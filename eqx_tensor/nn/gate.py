@@ -64,7 +64,7 @@ from ..o3 import block_orders
 from ..o3.conventions import O3_LAMBDA, O3_MU, O3_SIGMA
 from ..tensormap import TensorMap
 from . import _utils
-from ._compiled_init import CompiledInit
+from ._compiled import Compiled
 from .radial import normalized_activation
 from .tensor_product import same_samples
 
@@ -312,7 +312,7 @@ def _gate(
     return result
 
 
-class Gate(CompiledInit, nn.Module):
+class Gate(Compiled, nn.Module):
     """e3nn's gate over a TensorMap: activated scalars, covariant blocks scaled by gates.
 
     No parameters. See the module docstring for how the gates are identified (the last

@@ -40,7 +40,7 @@ import numpy as np
 from ..labels import Labels
 from ..tensormap import TensorMap
 from . import _utils
-from ._compiled_init import CompiledInit
+from ._compiled import Compiled
 from ._utils import key_names, parameter_dtype, per_block, refuse_unordered
 from .linear import KEYS_ENTRY, key_record, read_record, record_rows
 
@@ -285,7 +285,7 @@ def _in_features(
     return _utils.in_features_per_key(module, layer, param_keys, norm_keys, from_input, what)
 
 
-class LayerNorm(CompiledInit, nn.Module):
+class LayerNorm(Compiled, nn.Module):
     """Layer normalisation of every block over its components and properties, per sample.
 
     Counterpart of ``metatensor.learn.nn.LayerNorm`` (see the module docstring).
@@ -321,7 +321,7 @@ class LayerNorm(CompiledInit, nn.Module):
         return _apply(self, tensor, "LayerNorm", invariant_only=False)
 
 
-class InvariantLayerNorm(CompiledInit, nn.Module):
+class InvariantLayerNorm(Compiled, nn.Module):
     """Layer normalisation of the invariant blocks only; the other blocks pass through.
 
     Counterpart of ``metatensor.learn.nn.InvariantLayerNorm``: ``in_features``, ``eps`` and

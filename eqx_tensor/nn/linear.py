@@ -44,7 +44,7 @@ import numpy as np
 from ..labels import Labels
 from ..tensormap import TensorMap
 from . import _utils
-from ._compiled_init import CompiledInit
+from ._compiled import Compiled
 from ._stacking import STACKING_MODES, grouped_matmul
 from ._utils import _shown, key_names, parameter_dtype
 
@@ -561,7 +561,7 @@ def _block_features(tensor: TensorMap) -> list[int]:
     return [int(block.values.shape[-1]) for block in tensor.blocks()]
 
 
-class Linear(CompiledInit, nn.Module):
+class Linear(Compiled, nn.Module):
     """A linear map per block, along the properties: ``values @ W[key] + b[key]``.
 
     Counterpart of ``metatensor.learn.nn.Linear``. ``in_keys`` and ``in_features`` are read from
@@ -616,7 +616,7 @@ class Linear(CompiledInit, nn.Module):
         return self.spec(tensor.keys, _block_features(tensor), dtype).apply(tensor, self.stacking)
 
 
-class EquivariantLinear(CompiledInit, nn.Module):
+class EquivariantLinear(Compiled, nn.Module):
     """A linear map per block that preserves O(3) equivariance: biases on invariant blocks only.
 
     Counterpart of ``metatensor.learn.nn.EquivariantLinear``. Mixing properties within a

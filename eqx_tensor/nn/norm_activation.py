@@ -35,7 +35,7 @@ from ..block import TensorBlock
 from ..o3 import block_orders
 from ..tensormap import TensorMap
 from . import _utils
-from ._compiled_init import CompiledInit
+from ._compiled import Compiled
 from ._utils import key_names, parameter_dtype
 from .linear import KEYS_ENTRY, key_record, read_record, record_rows
 
@@ -150,7 +150,7 @@ def _apply_block(block: TensorBlock, scale: Callable[[Array], Array]) -> TensorB
     return _utils.rebuild_block(block, scale(values), block.properties, gradients)
 
 
-class NormActivation(CompiledInit, nn.Module):
+class NormActivation(Compiled, nn.Module):
     """``x -> x f(|x| + b)`` per channel of every covariant block (see the module docstring).
 
     Counterpart of e3nn's norm activation; scalar blocks pass through unless

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._backend import safe_sqrt
-from ._compiled_init import CompiledInit
+from ._compiled import Compiled
 
 __all__ = [
     "BASES",
@@ -356,7 +356,7 @@ def normalized_activation(act: Callable[[Array], Array]) -> Callable[[Array], Ar
     return _normalized(act, bool(jax.config.jax_enable_x64))
 
 
-class RadialMLP(CompiledInit, nn.Module):
+class RadialMLP(Compiled, nn.Module):
     """Edge lengths -> per-edge weights: radial basis, MLP, smooth cutoff envelope.
 
     ``lengths (...,)`` -> ``basis (..., n_basis)`` -> ``hidden`` layers -> ``(..., out_features)``,

@@ -19,7 +19,7 @@ import numpy as np
 from ..labels import Labels
 from ..tensormap import TensorMap
 from . import _utils
-from ._compiled_init import CompiledInit
+from ._compiled import Compiled
 from ._stacking import take_weights
 from ._utils import key_names, lookup, parameter_dtype, per_block
 from .linear import EquivariantLinear, Linear, LinearSpec, linear
@@ -29,7 +29,7 @@ __all__ = ["ModuleMap", "Sequential"]
 Array = Any
 
 
-class Sequential(CompiledInit, nn.Module):
+class Sequential(Compiled, nn.Module):
     """Apply ``layers`` in order: ``layers[-1](...(layers[0](tensor)))``.
 
     Counterpart of ``metatensor.learn.nn.Sequential``. Both ``Sequential([m1, m2, ...])`` and
@@ -306,7 +306,7 @@ def _fused_linear(
     return _utils.with_blocks(tensor, blocks)
 
 
-class ModuleMap(CompiledInit, nn.Module):
+class ModuleMap(Compiled, nn.Module):
     """One array module per key, applied to the values of the block with that key.
 
     Counterpart of ``metatensor.learn.nn.ModuleMap``. Each module maps the block values

@@ -71,7 +71,7 @@ from ..o3 import block_orders, o3_mu_labels
 from ..o3.conventions import O3_LAMBDA, O3_MU, O3_SIGMA, irrep_to_key
 from ..tensormap import TensorMap
 from . import _utils
-from ._compiled_init import CompiledInit
+from ._compiled import Compiled
 
 __all__ = ["TensorProduct", "tensor_product", "tensor_product_plan"]
 
@@ -495,7 +495,7 @@ def _keys(tensor: TensorMap) -> list[Key]:
 
 
 # ----------------------------------------------------------------------------- module
-class TensorProduct(CompiledInit, nn.Module):
+class TensorProduct(Compiled, nn.Module):
     """Clebsch-Gordan tensor product of two TensorMaps (see the module docstring).
 
     ``TensorProduct(...)(x1, x2)`` uses the internal weights; ``(x1, x2, weights=w)`` uses
