@@ -1,8 +1,10 @@
-"""Array-namespace dispatch: NumPy in, NumPy out; JAX (or tracers) in, JAX out.
+"""Array helpers of the operations: namespace dispatch for the internal steps, JAX conversion.
 
-Metadata-driven gathers and scatters on NumPy data (what :func:`eqx_tensor.load` returns) run
-in NumPy, because eager ``jax.numpy`` compiles one kernel per operation and block shape, where
-NumPy compiles nothing. Inside ``jax.jit`` the values are tracers and everything is JAX.
+Internal steps dispatch on the array type (:func:`namespace`): metadata-driven gathers and
+scatters on NumPy data (what :func:`eqx_tensor.load` returns) run in NumPy, because eager
+``jax.numpy`` compiles one kernel per operation and block shape, where NumPy compiles nothing.
+Inside ``jax.jit`` the values are tracers and everything is JAX. The operations return JAX
+arrays (:func:`to_jax`, once per output array; see :mod:`eqx_tensor.operations`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 All index computations happen on static metadata with NumPy; the arrays are only gathered,
 concatenated and scattered (with NumPy for NumPy data, ``jax.numpy`` otherwise, see
-``_backend``), so these functions are jit-able and differentiable through the values.
+``_backend``), so these functions are jit-able and differentiable through the values. Like every
+operation, they return JAX arrays (see :mod:`eqx_tensor.operations`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
-from ._backend import namespace, set_rows
+from ._backend import namespace, set_rows, to_jax
 from .block import TensorBlock
 from .labels import Labels
 from .tensormap import TensorMap
@@ -61,6 +63,12 @@ def _static_samples(block: TensorBlock, operation: str) -> Labels:
 
 
 def _with_info(result: TensorMap, tensor: TensorMap) -> TensorMap:
+    """``result`` with JAX arrays (the operations' array policy) and ``tensor``'s info.
+
+    The rows are moved with NumPy when the input is NumPy (nothing to compile) and the result
+    is converted once at the end, block by block.
+    """
+    result = jax.tree.map(to_jax, result)
     # metatensor-core's keys_to_* and components_to_properties keep the info
     for key, value in tensor.info().items():
         result.set_info(key, value)

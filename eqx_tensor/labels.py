@@ -53,7 +53,7 @@ import numpy as np
 
 from ._backend import TRACER_ERRORS
 
-__all__ = ["Labels", "LabelsEntry"]
+__all__ = ["Labels", "LabelsEntry", "same_labels"]
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
@@ -1265,3 +1265,39 @@ def _unflatten_labels(aux: Any, children: Iterable[Any]) -> Labels:
 
 
 jax.tree_util.register_pytree_node(Labels, _flatten_labels, _unflatten_labels)
+
+
+def same_labels(a: Labels, b: Labels, *, dynamic: str = "sizes", what: str = "labels") -> bool:
+    """Whether ``a`` and ``b`` are the same labels: the one rule of the library.
+
+    Static labels compare names and values (in order). When either is dynamic, different names
+    or sizes mean different labels, and concrete (untraced) values are compared. With traced
+    values (inside ``jax.jit``) equality cannot be decided: ``dynamic="sizes"`` then takes
+    equal names and sizes as equal labels (the contract of padded batches: the arrays of one
+    batch are aligned); ``dynamic="raise"`` raises a ``ValueError`` naming ``what``.
+
+    Args:
+        a, b: the labels to compare.
+        dynamic: ``"sizes"`` or ``"raise"``, for traced dynamic values.
+        what: who compares (for the error message), e.g. ``"'join'"``.
+    """
+    if a is b:
+        return True
+    if not (a.is_dynamic or b.is_dynamic):
+        return a == b
+    if a.names != b.names or len(a) != len(b):
+        return False
+    if a.is_dynamic and b.is_dynamic and a.values is b.values:
+        return True
+    traced = isinstance(a.values, jax.core.Tracer) or isinstance(b.values, jax.core.Tracer)
+    if not traced:
+        return bool(np.array_equal(np.asarray(a.values), np.asarray(b.values)))
+    if dynamic == "sizes":
+        return True
+    if dynamic != "raise":
+        raise ValueError(f"same_labels: dynamic must be 'sizes' or 'raise', got {dynamic!r}")
+    raise ValueError(
+        f"{what} cannot compare the dynamic labels {a.names} inside a JAX transformation: "
+        "their names and sizes match but their values are only known at run time; compare "
+        "outside jax.jit, or with static labels"
+    )

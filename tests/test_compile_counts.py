@@ -138,3 +138,41 @@ def test_init_inside_a_trace_and_with_python_flags():
     params = Flagged().init(key, x, True)
     np.testing.assert_allclose(Flagged().apply(params, x, True), 2 * x)
     np.testing.assert_allclose(Flagged().apply(params, x, double=False), x)
+
+
+def _irreps_tensor(irreps: list[tuple[int, int, int]], n: int = 3) -> eqt.TensorMap:
+    """Blocks ``(n, 2l+1, mul)`` keyed by ``(o3_lambda, o3_sigma)`` for ``(l, sigma, mul)``."""
+    rng = np.random.default_rng(0)
+    blocks = [
+        eqt.TensorBlock(
+            rng.normal(size=(n, 2 * l + 1, mul)),
+            eqt.Labels.range("sample", n),
+            [eqt.Labels(["o3_mu"], np.arange(-l, l + 1, dtype=np.int32).reshape(-1, 1))],
+            eqt.Labels.range("n", mul),
+        )
+        for l, _, mul in irreps
+    ]
+    keys = eqt.Labels(["o3_lambda", "o3_sigma"], np.array([[l, s] for l, s, _ in irreps]))
+    return eqt.TensorMap(keys, blocks)
+
+
+def test_tensor_product_plan_is_cached_by_metadata_and_arguments():
+    x1 = _irreps_tensor([(0, 1, 4), (1, 1, 2)])
+    x2 = _irreps_tensor([(0, 1, 1), (1, -1, 1)])
+    plan = nn.tensor_product_plan(x1, x2, "fully_connected", out_features=3)
+    # same metadata, other arrays and objects: the same plan object, without re-planning
+    again = nn.tensor_product_plan(
+        jax.tree.map(lambda a: a + 1, x1), x2, "fully_connected", out_features=3
+    )
+    assert again is plan
+    # any argument or metadata change gives its own plan
+    other = nn.tensor_product_plan(x1, x2, "fully_connected", out_features=5)
+    assert other is not plan and other.n_weights != plan.n_weights
+    per_key = nn.tensor_product_plan(x1, x2, "fully_connected", out_features={(1, 1): 2})
+    assert [key for key, _ in per_key.irreps_out] == [(1, 1)]
+    wider = _irreps_tensor([(0, 1, 5), (1, 1, 2)])
+    assert nn.tensor_product_plan(wider, x2, "fully_connected", out_features=3) is not plan
+    # errors are raised on every call, never cached
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"unreachable|no path"):
+            nn.tensor_product_plan(x1, x2, "fully_connected", out_features={(3, 1): 2})

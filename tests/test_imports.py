@@ -1,6 +1,6 @@
 """The package imports light and in layer order: no cycles, no reaching back, no private imports.
 
-Layers, lowest first (DESIGN.md): the data model (``_backend``, ``labels``, ``block``,
+Layers, lowest first: the data model (``_backend``, ``labels``, ``block``,
 ``tensormap``), ``io``, the operations (``_moving``, ``operations``), ``o3``, ``nn``,
 ``atomistic``. A module may import from its own layer or below, never above (also not inside a
 function), and never another package's private (``_``-prefixed) module.

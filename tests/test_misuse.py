@@ -405,3 +405,43 @@ def test_init_on_float64_data_with_x64_off_does_not_warn():
         ]
         assert not messages, (type(model).__name__, messages)
         assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(params))
+
+
+def _o3_block(samples: np.ndarray, l: int, mul: int) -> eqt.TensorBlock:
+    rng = np.random.default_rng(l)
+    return eqt.TensorBlock(
+        rng.normal(size=(len(samples), 2 * l + 1, mul)),
+        eqt.Labels(["atom"], samples.reshape(-1, 1)),
+        [eqt.Labels(["o3_mu"], np.arange(-l, l + 1, dtype=np.int32).reshape(-1, 1))],
+        eqt.Labels.range("n", mul),
+    )
+
+
+def test_one_same_samples_rule_for_dynamic_labels():
+    """nn.TensorProduct, o3.to_irreps_array and the operations compare concrete dynamic
+    samples by value (before, nn and o3 compared only names and counts, and took rows of
+    different atoms for the same atoms); inside jax.jit equal sizes are taken as equal."""
+    keys = eqt.Labels(["o3_lambda", "o3_sigma"], np.array([[0, 1], [1, 1]]))
+    first = np.array([0, 1, 2], dtype=np.int32)
+    other = np.array([2, 1, 0], dtype=np.int32)
+    x1 = eqt.TensorMap(keys, [_o3_block(first, 0, 2), _o3_block(first, 1, 2)])
+    x2 = eqt.TensorMap(keys, [_o3_block(other, 0, 1), _o3_block(other, 1, 1)])
+    mixed = eqt.TensorMap(keys, [_o3_block(first, 0, 2), _o3_block(other, 1, 2)])
+    x1, x2, mixed = (t.to_dynamic_samples() for t in (x1, x2, mixed))
+    assert eqt.labels.same_labels(x1.block(0).samples, x1.block(1).samples)
+    assert not eqt.labels.same_labels(x1.block(0).samples, x2.block(0).samples)
+
+    model = nn.TensorProduct(mode="full")
+    with pytest.raises(ValueError, match="same samples"):
+        model.init(jax.random.key(0), x1, x2)
+    with pytest.raises(ValueError, match="same samples"):
+        o3.to_irreps_array(mixed)
+    with pytest.raises(eqt.operations.NotEqualError, match="same samples"):
+        eqt.operations.equal_metadata_raise(x1, x2)
+
+    # inside jax.jit the values are traced: equal names and sizes are taken as equal
+    params = model.init(jax.random.key(0), x1, x1)
+    out = jax.jit(lambda a, b: model.apply(params, a, b))(x1, x2)
+    assert len(out) > 0
+    irreps = jax.jit(o3.to_irreps_array)(mixed)
+    assert irreps.shape[0] == 3

@@ -17,6 +17,8 @@ import jax
 import numpy as np
 from flax.core.scope import DenyList
 
+from ..tensormap import TensorMap
+
 __all__ = ["Compiled"]
 
 _INIT_OPTIONS = {
@@ -28,11 +30,20 @@ _APPLY_OPTIONS = {"method": None, "mutable": False, "capture_intermediates": Fal
 
 
 def _arrays_only(tree: Any, tracers: bool) -> bool:
-    """Whether every leaf is an array (and, unless ``tracers``, a concrete one).
+    """Whether every leaf is an array (and, unless ``tracers``, a concrete one), and no
+    TensorMap has concrete dynamic samples.
 
     A Python scalar or string leaf (say a ``train=True`` flag) must stay a Python value for
-    the module's own control flow, so such calls are not compiled.
+    the module's own control flow, so such calls are not compiled. Concrete dynamic samples
+    are compared by value when the layers run eagerly (:func:`eqx_tensor.labels.same_labels`),
+    a check that tracing would turn into a comparison of sizes only.
     """
+    for tensor in jax.tree_util.tree_leaves(tree, is_leaf=_is_tensor_map):
+        if _is_tensor_map(tensor) and any(
+            block.samples.is_dynamic and not isinstance(block.samples.values, jax.core.Tracer)
+            for block in tensor.blocks()
+        ):
+            return False
     for leaf in jax.tree_util.tree_leaves(tree):
         if isinstance(leaf, jax.core.Tracer):
             if not tracers:
@@ -40,6 +51,10 @@ def _arrays_only(tree: Any, tracers: bool) -> bool:
         elif not isinstance(leaf, (np.ndarray, jax.Array)):
             return False
     return True
+
+
+def _is_tensor_map(value: Any) -> bool:
+    return isinstance(value, TensorMap)
 
 
 def _init_compiler_options() -> dict[str, Any] | None:
@@ -63,7 +78,8 @@ class Compiled:
     (concrete inputs); ``apply`` also inside ``jax.grad`` or ``jax.vmap`` (one compiled program
     instead of one per layer operation and its derivative) and is inlined inside ``jax.jit``.
     Errors about metadata are raised while tracing, as eagerly; checks that need concrete
-    array values are not made under ``jax.jit``.
+    array values are not made under ``jax.jit`` (inputs with concrete dynamic samples take
+    flax's own path, so that their samples are compared by value).
     """
 
     @nn.nowrap

@@ -66,7 +66,7 @@ import numpy as np
 
 from .. import o3 as kernel
 from ..block import TensorBlock
-from ..labels import Labels
+from ..labels import Labels, same_labels
 from ..o3 import block_orders, o3_mu_labels
 from ..o3.conventions import O3_LAMBDA, O3_MU, O3_SIGMA, irrep_to_key
 from ..tensormap import TensorMap
@@ -84,12 +84,8 @@ MODES = kernel.TENSOR_PRODUCT_MODES
 
 # ----------------------------------------------------------------------------- metadata helpers
 def same_samples(a: Labels, b: Labels) -> bool:
-    """Whether two sample labels are the same; dynamic labels compare names and counts only."""
-    if a is b:
-        return True
-    if a.is_dynamic or b.is_dynamic:
-        return a.names == b.names and len(a) == len(b)
-    return a == b
+    """Whether two sample labels are the same (:func:`eqx_tensor.labels.same_labels`)."""
+    return same_labels(a, b)
 
 
 def check_o3_tensor(tensor: Any, name: str, layer: str) -> list[Key]:
@@ -247,6 +243,47 @@ def tensor_product_plan(
     Returns:
         The plan; ``plan.n_weights`` is the length of the weight vector.
     """
+    arguments = (mode, out_features, out_lambdas, irrep_normalization, path_normalization)
+    try:
+        # the plan depends only on the static metadata (cached, with its hash, on each
+        # TensorMap) and the arguments: the checks below run once per structure, not per call
+        frozen = tuple(_frozen(argument) for argument in arguments)
+        key = (x1.meta, x2.meta, *frozen, unreachable)
+        plan = _PLANS.get(key)
+    except (AttributeError, TypeError):  # not TensorMaps, or unhashable arguments
+        return _tensor_product_plan(x1, x2, *arguments, unreachable)
+    if plan is None:
+        plan = _tensor_product_plan(x1, x2, *arguments, unreachable)
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.pop(next(iter(_PLANS)))
+        _PLANS[key] = plan
+    return plan
+
+
+# plans by (input metadata, arguments), oldest first; a cache like functools.lru_cache's
+_PLANS: dict[tuple, kernel.TensorProductPlan] = {}
+_MAX_PLANS = 256
+
+
+def _frozen(argument: Any) -> Any:
+    """A hashable stand-in for a mapping or list argument (TypeError if there is none)."""
+    if isinstance(argument, Mapping):
+        return ("mapping", tuple(argument.items()))
+    if isinstance(argument, list):
+        return ("list", tuple(argument))
+    return argument
+
+
+def _tensor_product_plan(
+    x1: TensorMap,
+    x2: TensorMap,
+    mode: str,
+    out_features: OutFeatures | None,
+    out_lambdas: Iterable[Any] | None,
+    irrep_normalization: str,
+    path_normalization: str,
+    unreachable: str,
+) -> kernel.TensorProductPlan:
     layer = "TensorProduct"
     if mode not in MODES:
         raise ValueError(f"{layer}: mode must be one of {MODES}, got {mode!r}")

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..block import TensorBlock
-from ..labels import Labels
+from ..labels import Labels, same_labels
 from ..tensormap import TensorMap
 from ._metadata import block_orders, o3_mu_labels
 
@@ -62,13 +62,6 @@ def _check_keys(tensor: TensorMap) -> None:
         )
 
 
-def _same_samples(a: Labels, b: Labels) -> bool:
-    if a.is_dynamic or b.is_dynamic:
-        # dynamic values are only known at run time: names and count must match
-        return a.names == b.names and len(a) == len(b)
-    return a == b
-
-
 def to_irreps_array(tensor: TensorMap, *, drop_gradients: bool = False) -> e3nn.IrrepsArray:
     """The TensorMap as an ``IrrepsArray`` of shape (n_samples, dim), in e3nn's basis.
 
@@ -99,7 +92,7 @@ def to_irreps_array(tensor: TensorMap, *, drop_gradients: bool = False) -> e3nn.
                 )
     samples = blocks[0].samples
     for block, key in zip(blocks, tensor.keys):
-        if not _same_samples(block.samples, samples):
+        if not same_labels(block.samples, samples):
             raise ValueError(
                 f"to_irreps_array needs the same samples in every block; block {key} differs "
                 "from the first block"

@@ -3,6 +3,14 @@
 Every function here is also exported at the top level (``eqx_tensor.sum_over_samples``).
 Importing this package also gives :class:`TensorMap` and :class:`TensorBlock` metatensor's
 operators (see :func:`_install_operators`).
+
+**Arrays.** Every function here that returns a TensorMap or a block returns JAX arrays, on
+JAX's default device, whatever the input holds: NumPy data (what :func:`eqx_tensor.load`
+returns) is converted once, where the output is built (metadata-only work such as moving keys
+to samples runs in NumPy first, so nothing is compiled for it). ``TensorMap.keys_to_samples``,
+``keys_to_properties`` and ``components_to_properties`` follow the same rule. The data model's
+own methods keep the array type: ``copy()`` copies, ``to(arrays="numpy")`` /
+``to(arrays="jax")`` convert, and :func:`eqx_tensor.load` gives NumPy arrays.
 """
 
 from typing import Any

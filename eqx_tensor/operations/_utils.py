@@ -19,7 +19,7 @@ import numpy as np
 
 from .._backend import warn_if_downcast
 from ..block import TensorBlock
-from ..labels import Labels
+from ..labels import Labels, same_labels
 from ..tensormap import TensorMap
 
 __all__ = ["NotEqualError"]
@@ -173,31 +173,8 @@ def _entry_str(entry: Any) -> str:
 
 # --------------------------------------------------------------------------- labels
 def _labels_equal(a: Labels, b: Labels, fname: str, *, dynamic: str = "sizes") -> bool:
-    """Whether two labels are equal, with a rule for dynamic labels.
-
-    Static labels compare names and values. When either is dynamic, different names or
-    sizes mean different labels, and concrete (untraced) values are compared. With traced
-    values equality cannot be decided: ``dynamic="sizes"`` then takes equal names and sizes
-    as equal labels (the contract of padded batches: arrays of one batch are aligned);
-    ``dynamic="raise"`` raises a ``ValueError`` naming ``fname``.
-    """
-    if a is b:
-        return True
-    if not (a.is_dynamic or b.is_dynamic):
-        return a == b
-    if a.names != b.names or len(a) != len(b):
-        return False
-    if a.is_dynamic and b.is_dynamic and a.values is b.values:
-        return True
-    if not (_is_tracer(a.values) or _is_tracer(b.values)):
-        return bool(np.array_equal(np.asarray(a.values), np.asarray(b.values)))
-    if dynamic == "sizes":
-        return True
-    raise ValueError(
-        f"'{fname}' cannot compare the dynamic labels {a.names} inside a JAX transformation: "
-        "their names and sizes match but their values are only known at run time; compare "
-        "outside jax.jit, or with static labels"
-    )
+    """:func:`eqx_tensor.labels.same_labels`, naming ``fname`` in its error."""
+    return same_labels(a, b, dynamic=dynamic, what=f"'{fname}'")
 
 
 # --------------------------------------------------------------------------- keys
