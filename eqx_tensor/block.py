@@ -14,7 +14,7 @@ labels) are the leaves and all static metadata is a single hashable :class:`Bloc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -404,6 +404,51 @@ class TensorBlock:
             self._parameter,
             self._meta,
         )
+
+    def with_arrays(
+        self,
+        values: Any,
+        *,
+        samples: Labels | None = None,
+        properties: Labels | None = None,
+        gradients: Mapping[str, Any] | None = None,
+        check: bool = True,
+    ) -> TensorBlock:
+        """A new block with ``values`` and this block's metadata: the one way to rebuild a
+        block with new arrays (operations, layers and the atomistic functions all use it).
+
+        Args:
+            values: the new values, shape ``(len(samples), *components, len(properties))``.
+            samples: new sample labels (default: this block's).
+            properties: new property labels (default: this block's); the gradients take them
+                too.
+            gradients: new values for gradients, by parameter; each gradient keeps the
+                samples and components of this block's gradient with that parameter. ``None``
+                (default) gives a block without gradients.
+            check: validate the shapes against the labels (as ``TensorBlock(...)`` does).
+                ``False`` skips it, for callers that computed the arrays from this block's
+                own shapes.
+
+        Returns:
+            A new, modifiable block (not a view).
+        """
+        samples = self._samples if samples is None else samples
+        properties = self._properties if properties is None else properties
+        if check:
+            new = TensorBlock(values, samples, self._components, properties)
+        else:
+            new = TensorBlock._unchecked(values, samples, self._components, properties, {})
+            new._frozen = False
+        for parameter, gradient_values in (gradients or {}).items():
+            like = self.gradient(parameter)
+            if check:
+                gradient = TensorBlock(gradient_values, like._samples, like._components, properties)
+            else:
+                gradient = TensorBlock._unchecked(
+                    gradient_values, like._samples, like._components, properties, {}
+                )
+            new._gradients[parameter] = gradient._as_gradient(parameter)
+        return new
 
     def _map_arrays(self, fn: Any, samples_fn: Any = None) -> TensorBlock:
         """A new, modifiable (non-gradient) block with ``fn`` applied to the values and to

@@ -255,3 +255,42 @@ def test_to_casts_and_converts_values_and_gradients():
         tensor.to(arrays="numpy", device="cuda")
     with pytest.raises(ValueError, match="no JAX device"):
         tensor.to(device="tpu")
+
+
+def test_with_arrays_rebuilds_a_block_with_its_metadata():
+    rng = np.random.default_rng(3)
+    block = TensorBlock(
+        rng.normal(size=(4, 3, 2)),
+        Labels.range("s", 4),
+        [Labels.range("c", 3)],
+        Labels.range("p", 2),
+    )
+    block.add_gradient(
+        "positions",
+        TensorBlock(
+            rng.normal(size=(5, 3, 3, 2)),
+            Labels(["sample", "atom"], np.array([[0, 0], [1, 0], [1, 1], [2, 2], [3, 0]])),
+            [Labels.range("xyz", 3), Labels.range("c", 3)],
+            Labels.range("p", 2),
+        ),
+    )
+    wider = Labels.range("q", 5)
+    new = block.with_arrays(
+        np.ones((4, 3, 5)), properties=wider, gradients={"positions": np.zeros((5, 3, 3, 5))}
+    )
+    assert new.samples == block.samples and new.components == block.components
+    assert new.properties == wider and not new.is_view
+    gradient = new.gradient("positions")
+    assert gradient.samples == block.gradient("positions").samples
+    assert gradient.components == block.gradient("positions").components
+    assert gradient.properties == wider
+    np.testing.assert_array_equal(gradient.values, 0.0)
+    # no gradients unless given; new samples; shapes are checked unless check=False
+    assert block.with_arrays(block.values).gradients_list() == []
+    assert block.with_arrays(np.ones((2, 3, 2)), samples=Labels.range("s", 2)).shape == (2, 3, 2)
+    with pytest.raises(ValueError, match="does not match the metadata"):
+        block.with_arrays(np.ones((4, 3, 3)))
+    with pytest.raises(ValueError, match="does not match the metadata"):
+        block.with_arrays(block.values, gradients={"positions": np.ones((5, 3, 4, 2))})
+    unchecked = block.with_arrays(np.ones((4, 3, 2)), check=False)
+    assert unchecked.shape == (4, 3, 2)

@@ -137,10 +137,6 @@ def _atom_index(pairs: NeighborList, atom: str) -> jax.Array:
     raise ValueError(f"atom must be 'first' or 'second', got {atom!r}")
 
 
-def _with_values(block: TensorBlock, values: jax.Array, samples: Labels) -> TensorBlock:
-    return TensorBlock(values, samples, block.components, block.properties)
-
-
 def gather(nodes: TensorMap, pairs: NeighborList, atom: str = "second") -> TensorMap:
     """Per-pair copies of per-atom features: row ``p`` is the row of atom ``second_atom[p]``.
 
@@ -160,7 +156,7 @@ def gather(nodes: TensorMap, pairs: NeighborList, atom: str = "second") -> Tenso
     _check_rows(nodes, None, "the other blocks (one row per atom slot) have", "gather")
     values = _gather_values(tuple(jnp.asarray(b.values) for b in nodes), index, pairs.mask)
     samples = pairs.samples()
-    blocks = [_with_values(b, v, samples) for b, v in zip(nodes, values)]
+    blocks = [b.with_arrays(v, samples=samples) for b, v in zip(nodes, values)]
     return _like(nodes, blocks)
 
 
@@ -196,7 +192,7 @@ def scatter(
     if normalization is not None:
         values = _divide(values, normalization)
     samples = systems.samples()
-    blocks = [_with_values(b, v, samples) for b, v in zip(edges, values)]
+    blocks = [b.with_arrays(v, samples=samples) for b, v in zip(edges, values)]
     return _like(edges, blocks)
 
 
@@ -218,7 +214,7 @@ def sum_over_atoms(nodes: TensorMap, systems: Systems) -> TensorMap:
         tuple(jnp.asarray(b.values) for b in nodes), systems.system, systems.atom_mask, n_systems
     )
     samples = Labels(["system"], jnp.arange(n_systems, dtype=jnp.int32)[:, None])
-    blocks = [_with_values(b, v, samples) for b, v in zip(nodes, values)]
+    blocks = [b.with_arrays(v, samples=samples) for b, v in zip(nodes, values)]
     return _like(nodes, blocks)
 
 

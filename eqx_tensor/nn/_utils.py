@@ -1,4 +1,4 @@
-"""Shared helpers of the nn layers: key names, key bookkeeping, per-key arguments, block rebuilding.
+"""Shared helpers of the nn layers: key names, key bookkeeping, per-key arguments, gradients.
 
 Everything here runs on static metadata (NumPy) at trace time; only the gradient helpers touch
 arrays.
@@ -269,19 +269,6 @@ def per_block(
     else:
         values = per_key(value, name, kind, len(in_keys), "keys in in_keys")
     return [values[p] for p in positions]
-
-
-def rebuild_block(
-    block: TensorBlock, values: Array, properties: Labels, gradients: dict[str, Array]
-) -> TensorBlock:
-    """A block with the metadata of ``block`` but new values, properties and gradient values."""
-    new = TensorBlock(values, block.samples, block.components, properties)
-    for parameter, gradient in block.gradients():
-        new.add_gradient(
-            parameter,
-            TensorBlock(gradients[parameter], gradient.samples, gradient.components, properties),
-        )
-    return new
 
 
 def with_blocks(tensor: TensorMap, blocks: list[TensorBlock]) -> TensorMap:

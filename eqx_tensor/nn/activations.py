@@ -63,9 +63,7 @@ def _apply_block(
         parameter: _utils.propagate_gradient(fn, values_in, gradient)
         for parameter, gradient in block.gradients()
     }
-    return _utils.rebuild_block(
-        block, values, block.properties if properties is None else properties, gradients
-    )
+    return block.with_arrays(values, properties=properties, gradients=gradients)
 
 
 def activation(
@@ -140,7 +138,7 @@ def _relabel(block: TensorBlock, properties: Labels) -> TensorBlock:
             f"{block.values.shape[-1]} properties"
         )
     gradients = {p: g.values for p, g in block.gradients()}
-    return _utils.rebuild_block(block, block.values, properties, gradients)
+    return block.with_arrays(block.values, properties=properties, gradients=gradients)
 
 
 def _out_properties(module: Any, tensor: TensorMap, layer: str) -> list[Labels] | None:

@@ -117,7 +117,9 @@ def _layer_norm(
         properties = out_properties[b]
         if not mask[b]:
             gradients = {p: g.values for p, g in block.gradients()}
-            blocks.append(_utils.rebuild_block(block, block.values, properties, gradients))
+            blocks.append(
+                block.with_arrays(block.values, properties=properties, gradients=gradients)
+            )
             continue
         f = block.values.shape[-1]
         scale = None if weight is None else weight[param_index[b], :f]
@@ -135,7 +137,7 @@ def _layer_norm(
 
         values = jnp.asarray(block.values)
         gradients = {p: _utils.propagate_gradient(fn, values, g) for p, g in block.gradients()}
-        blocks.append(_utils.rebuild_block(block, fn(values), properties, gradients))
+        blocks.append(block.with_arrays(fn(values), properties=properties, gradients=gradients))
     return _utils.with_blocks(tensor, blocks)
 
 

@@ -172,7 +172,7 @@ def _linear(
         for parameter, gradient in block.gradients():
             gradients[parameter] = outputs[position].reshape(*gradient.values.shape[:-1], fout)
             position += 1
-        blocks.append(_utils.rebuild_block(block, values, out_properties[b], gradients))
+        blocks.append(block.with_arrays(values, properties=out_properties[b], gradients=gradients))
     return _utils.with_blocks(tensor, blocks)
 
 

@@ -147,7 +147,7 @@ def _apply_block(block: TensorBlock, scale: Callable[[Array], Array]) -> TensorB
         parameter: _utils.propagate_gradient(scale, values, gradient)
         for parameter, gradient in block.gradients()
     }
-    return _utils.rebuild_block(block, scale(values), block.properties, gradients)
+    return block.with_arrays(scale(values), gradients=gradients)
 
 
 class NormActivation(Compiled, nn.Module):

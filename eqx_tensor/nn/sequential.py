@@ -409,5 +409,5 @@ class ModuleMap(Compiled, nn.Module):
                     f"{len(properties)} entries but the module returned {values.shape[-1]} "
                     "features"
                 )
-            blocks.append(_utils.rebuild_block(block, values, properties, gradients))
+            blocks.append(block.with_arrays(values, properties=properties, gradients=gradients))
         return _utils.with_blocks(tensor, blocks)

@@ -134,11 +134,7 @@ def _block_like(block: TensorBlock, values: Any) -> TensorBlock:
 
     No validation: ``values`` must already have the shape of ``block.values``.
     """
-    new = TensorBlock._unchecked(
-        values, block.samples, tuple(block.components), block.properties, {}
-    )
-    new._frozen = False
-    return new
+    return block.with_arrays(values, check=False)
 
 
 def _unfrozen(block: TensorBlock) -> TensorBlock:
@@ -160,9 +156,7 @@ def _add_gradient_like(block: TensorBlock, parameter: str, like: TensorBlock, va
     No validation: ``like`` is a gradient of a block with the same samples, components and
     properties as ``block``, and ``values`` has the shape of ``like.values``.
     """
-    block._gradients[parameter] = TensorBlock._unchecked(
-        values, like.samples, tuple(like.components), like.properties, {}, parameter
-    )
+    block._gradients[parameter] = like.with_arrays(values, check=False)._as_gradient(parameter)
     block._meta = None
 
 

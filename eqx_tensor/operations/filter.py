@@ -23,18 +23,8 @@ __all__ = ["drop_blocks", "drop_empty_blocks", "filter_blocks"]
 def _jax_block(block: TensorBlock, copy: bool = False) -> TensorBlock:
     """The same block with JAX arrays (``copy`` is a no-op: JAX arrays are immutable)."""
     del copy
-    new = TensorBlock(to_jax(block.values), block.samples, block.components, block.properties)
-    for parameter, gradient in block.gradients():
-        new.add_gradient(
-            parameter,
-            TensorBlock(
-                to_jax(gradient.values),
-                gradient.samples,
-                gradient.components,
-                gradient.properties,
-            ),
-        )
-    return new
+    gradients = {parameter: to_jax(g.values) for parameter, g in block.gradients()}
+    return block.with_arrays(to_jax(block.values), gradients=gradients, check=False)
 
 
 def _check_arguments(tensor: Any, keys: Any, copy: Any, fname: str) -> None:

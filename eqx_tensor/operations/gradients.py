@@ -52,20 +52,12 @@ def remove_gradients_block(block: TensorBlock, remove: Sequence[str] | None = No
     _check_block(block, "remove_gradients_block")
     _refuse_gradients_of_gradients(block, "remove_gradients_block")
     remove = _check_remove(remove, "remove_gradients_block")
-    new = TensorBlock(to_jax(block.values), block.samples, block.components, block.properties)
-    for parameter, gradient in block.gradients():
-        if remove is None or parameter in remove:
-            continue
-        new.add_gradient(
-            parameter,
-            TensorBlock(
-                to_jax(gradient.values),
-                gradient.samples,
-                gradient.components,
-                gradient.properties,
-            ),
-        )
-    return new
+    kept = {
+        parameter: to_jax(gradient.values)
+        for parameter, gradient in block.gradients()
+        if remove is not None and parameter not in remove
+    }
+    return block.with_arrays(to_jax(block.values), gradients=kept)
 
 
 def remove_gradients(tensor: TensorMap, remove: Sequence[str] | None = None) -> TensorMap:

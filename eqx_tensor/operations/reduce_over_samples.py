@@ -346,7 +346,7 @@ def _reduce_over_samples_block(
             empty = Labels(remaining, np.zeros((0, len(remaining)), dtype=np.int32))
             result = TensorBlock(values, empty, block.components, block.properties)
             for parameter, gradient in block.gradients():
-                result.add_gradient(parameter, _jax_block(gradient))
+                result.add_gradient(parameter, gradient.with_arrays(jnp.asarray(gradient.values)))
             return result
         if not remaining:
             new_samples = Labels.single()
@@ -371,10 +371,6 @@ def _reduce_over_samples_block(
             _reduce_gradient(gradient, values, ids, counts, mean, result, reduction, fname),
         )
     return new_block
-
-
-def _jax_block(block: TensorBlock) -> TensorBlock:
-    return TensorBlock(jnp.asarray(block.values), block.samples, block.components, block.properties)
 
 
 def _reduce_over_samples(
