@@ -87,8 +87,10 @@ from benchmarks._common import (
     RESULTS_DIR,
     Case,
     Worker,
+    adam_step,
     alternate,
     format_table,
+    n_params,
     serve,
     summarize,
     write_json,
@@ -125,7 +127,6 @@ KERNEL_TARGETS = {
 TRAIN_TARGETS = {"gate_points": 3.0, "tutorial_002": 10.0}  # compile of the first step
 
 # train_step suite
-LEARNING_RATE = 1e-3
 GATE_POINTS_FRAMES, GATE_POINTS_PARTICLES, GATE_POINTS_BOX = 32, 12, 2.4
 GATE_POINTS_CUTOFF = 3.5  # the network's default max_radius
 TUTORIAL_NETWORK = {
@@ -327,7 +328,6 @@ def _adam_train_case(model, systems, cutoff: float, capacity: int, rng) -> Case:
     """
     import jax
     import jax.numpy as jnp
-    import optax
 
     from eqx_tensor.atomistic import neighbor_list
 
@@ -339,8 +339,6 @@ def _adam_train_case(model, systems, cutoff: float, capacity: int, rng) -> Case:
     output = jax.eval_shape(model.apply, params, systems, pairs)
     shapes = [block.values.shape for block in output.blocks()]
     targets = [jnp.asarray(rng.normal(size=shape), jnp.float32) for shape in shapes]
-    optimizer = optax.adam(LEARNING_RATE)
-    opt_state = optimizer.init(params)
 
     def loss_fn(params, systems, targets):
         pairs = neighbor_list(systems, cutoff, capacity=capacity)
@@ -348,15 +346,13 @@ def _adam_train_case(model, systems, cutoff: float, capacity: int, rng) -> Case:
         squared = sum(jnp.sum((b.values - t) ** 2) for b, t in zip(blocks, targets))
         return squared / sum(t.size for t in targets)
 
-    def step(params, opt_state, systems, targets):
-        loss, grads = jax.value_and_grad(loss_fn)(params, systems, targets)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    optimizer, step = adam_step(loss_fn)
+    opt_state = optimizer.init(params)
 
     info = {
         "suite": "train_step",
         "init_s": init_s,
-        "n_params": int(sum(x.size for x in jax.tree_util.tree_leaves(params))),
+        "n_params": n_params(params),
         "n_atoms": systems.n_atoms,
         "n_systems": systems.n_systems,
         "n_pairs": int(pairs.n_pairs),

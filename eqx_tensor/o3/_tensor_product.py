@@ -771,12 +771,13 @@ def _split_weights(
         raise ValueError(
             f"flat weights must have {plan.n_weights} entries on the last axis, got {weights.shape}"
         )
-    result, start = {}, 0
-    for out, shape in shapes.items():
-        size = math.prod(shape)
-        result[out] = weights[..., start : start + size].reshape(*weights.shape[:-1], *shape)
-        start += size
-    return result
+    # one split, whose transpose (the gradient) is one concatenation, not a pad per output
+    sizes = [math.prod(shape) for shape in shapes.values()]
+    pieces = jnp.split(weights, np.cumsum(sizes)[:-1], axis=-1) if len(sizes) > 1 else [weights]
+    return {
+        out: piece.reshape(*weights.shape[:-1], *shape)
+        for (out, shape), piece in zip(shapes.items(), pieces)
+    }
 
 
 def _unit_cg(provider: ClebschGordan, l1: int, l2: int, l3: int) -> np.ndarray:
