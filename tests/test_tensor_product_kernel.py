@@ -245,7 +245,10 @@ def test_methods_agree_with_fused(mode, method):
     _assert_blocks_close(apply(plan, x1, x2, weights, method=method), expected)
 
 
-@pytest.mark.parametrize("weighting", ["per_sample", "shared", "none"])
+@pytest.mark.parametrize(
+    "weighting",
+    ["per_sample", *(pytest.param(w, marks=pytest.mark.slow) for w in ("shared", "none"))],
+)
 def test_channelwise_fused_matches_dense_with_derivatives(weighting):
     """The channel-wise kernel of method="fused" against the per-path dense einsums: values,
     reverse mode w.r.t. every operand, forward mode; x2 blocks of multiplicity 1 and mul1
