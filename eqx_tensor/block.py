@@ -432,21 +432,19 @@ class TensorBlock:
         Returns:
             A new, modifiable block (not a view).
         """
-        samples = self._samples if samples is None else samples
         properties = self._properties if properties is None else properties
-        if check:
-            new = TensorBlock(values, samples, self._components, properties)
-        else:
-            new = TensorBlock._unchecked(values, samples, self._components, properties, {})
-            new._frozen = False
+
+        def build(array: Any, samples: Labels, components: tuple[Labels, ...]) -> TensorBlock:
+            if check:
+                return TensorBlock(array, samples, components, properties)
+            block = TensorBlock._unchecked(array, samples, components, properties, {})
+            block._frozen = False
+            return block
+
+        new = build(values, self._samples if samples is None else samples, self._components)
         for parameter, gradient_values in (gradients or {}).items():
             like = self.gradient(parameter)
-            if check:
-                gradient = TensorBlock(gradient_values, like._samples, like._components, properties)
-            else:
-                gradient = TensorBlock._unchecked(
-                    gradient_values, like._samples, like._components, properties, {}
-                )
+            gradient = build(gradient_values, like._samples, like._components)
             new._gradients[parameter] = gradient._as_gradient(parameter)
         return new
 

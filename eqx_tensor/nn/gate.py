@@ -59,14 +59,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..block import TensorBlock
-from ..labels import Labels
+from ..labels import Labels, same_labels
 from ..o3 import block_orders
 from ..o3.conventions import O3_LAMBDA, O3_MU, O3_SIGMA
 from ..tensormap import TensorMap
 from . import _utils
 from ._compiled import Compiled
 from .radial import normalized_activation
-from .tensor_product import same_samples
 
 __all__ = ["Gate", "gate", "parity_of_function", "soft_odd"]
 
@@ -173,7 +172,7 @@ def _plan(
         where = f" (group {dict(zip([names[i] for i in other], group_values))})" if other else ""
         reference = blocks[members[0]].samples
         for b in members:
-            if not same_samples(blocks[b].samples, reference):
+            if not same_labels(blocks[b].samples, reference):
                 raise ValueError(
                     f"{layer}: block {tensor.keys.entry(b)} has other samples than block "
                     f"{tensor.keys.entry(members[0])}; gates multiply sample by sample, so the "

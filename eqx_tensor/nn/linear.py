@@ -300,11 +300,12 @@ def _stacked(make: Any, shapes: list[tuple[int, ...]], key: Array, dtype: Any) -
     return stacked
 
 
-# Initialisation runs once per parameter as one compiled program (cached by the static
-# shapes): drawn eagerly, every random draw and every padded write would compile on its own.
+# One compiled program per parameter (cached by the static shapes) for flax's eager init path
+# (nn.Compiled falls back to it): drawn operation by operation, every random draw and every
+# padded write would compile on its own. Inside the compiled init these jits are inlined.
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def _custom_stacked(key: Array, init: Initializer, shapes: tuple[tuple[int, ...], ...], dtype: Any):
-    return _stacked(lambda k, shape, dtype: init(k, shape, dtype), list(shapes), key, dtype)
+    return _stacked(init, list(shapes), key, dtype)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
@@ -353,9 +354,10 @@ def _stacked_bias_init(
             drawn = _torch_uniform_stacked(
                 key, tuple(in_features), ones, tuple(out_features), dtype
             )
-            return drawn.reshape(n, max(out_features))
-        # a (1, fout) shape per key so that keys of equal out_features share a draw
-        drawn = _custom_stacked(key, _bias_as_row(init), tuple((1, f) for f in out_features), dtype)
+        else:
+            # a (1, fout) shape per key so that keys of equal out_features share a draw
+            rows = tuple((1, f) for f in out_features)
+            drawn = _custom_stacked(key, _bias_as_row(init), rows, dtype)
         return drawn.reshape(n, max(out_features))
 
     return init_fn

@@ -83,11 +83,6 @@ MODES = kernel.TENSOR_PRODUCT_MODES
 
 
 # ----------------------------------------------------------------------------- metadata helpers
-def same_samples(a: Labels, b: Labels) -> bool:
-    """Whether two sample labels are the same (:func:`eqx_tensor.labels.same_labels`)."""
-    return same_labels(a, b)
-
-
 def check_o3_tensor(tensor: Any, name: str, layer: str) -> list[Key]:
     """``(o3_lambda, o3_sigma)`` of each block; keys, components and gradients checked."""
     if not isinstance(tensor, TensorMap):
@@ -121,7 +116,7 @@ def check_same_samples(tensors: Sequence[tuple[str, TensorMap]], layer: str) -> 
     reference = first.block_by_id(0).samples
     for name, tensor in tensors:
         for key, block in zip(tensor.keys, tensor.blocks()):
-            if not same_samples(block.samples, reference):
+            if not same_labels(block.samples, reference):
                 raise ValueError(
                     f"{layer}: block {key} of {name} has other samples ({len(block.samples)} "
                     f"entries, names {block.samples.names}) than the first block of {first_name} "
