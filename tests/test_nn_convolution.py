@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from e3nn.nn.models.gate_points_2101 import Network
-from helpers import SLOW_WITH_X64
+from helpers import SLOW_WITH_X64, tol
 
 from eqx_tensor import atomistic, nn, o3
 
@@ -309,7 +309,8 @@ def test_convolution_module_on_tensormaps_and_dicts():
     as_tensor = conv.apply(params, _tensor(x, samples), _tensor(z, samples), y, embedding, *args)
     assert [tuple(k) for k in as_tensor.keys.values.tolist()] == list(as_dict)
     for key, block in zip(as_dict, as_tensor):
-        np.testing.assert_array_equal(block.values, as_dict[key])
+        # two programs (dict and TensorMap inputs) that XLA may fuse differently: round-off only
+        np.testing.assert_allclose(block.values, as_dict[key], rtol=tol(1e-13, 1e-6), atol=0)
         assert block.samples == samples or block.samples.names == samples.names
 
 

@@ -16,7 +16,12 @@ import pytest
 from e3nn_jax.legacy import FunctionalFullyConnectedTensorProduct, FunctionalTensorProduct
 from helpers import FLOAT, assert_close, tol
 
-from eqx_tensor.o3._tensor_product import irreps_of, tensor_product, tensor_product_plan
+from eqx_tensor.o3._tensor_product import (
+    auto_method,
+    irreps_of,
+    tensor_product,
+    tensor_product_plan,
+)
 
 # one compilation per call site instead of hundreds of eagerly dispatched slices
 apply = jax.jit(tensor_product, static_argnums=0, static_argnames=("method", "chunk_size"))
@@ -237,22 +242,30 @@ def test_equivariance_rotation_and_inversion(mode):
 
 
 @pytest.mark.parametrize("mode", ["full", "channelwise", "fully_connected"])
-@pytest.mark.parametrize("method", ["unrolled", "dense"])
+@pytest.mark.parametrize("method", ["compact", "unrolled", "dense"])
 def test_methods_agree_with_fused(mode, method):
     plan = _plans()[mode]
     x1, x2, weights = _inputs(plan, 3, 10)
-    expected = apply(plan, x1, x2, weights)  # the default, "fused"
+    expected = apply(plan, x1, x2, weights, method="fused")
     _assert_blocks_close(apply(plan, x1, x2, weights, method=method), expected)
 
 
 @pytest.mark.parametrize(
-    "weighting",
-    ["per_sample", *(pytest.param(w, marks=pytest.mark.slow) for w in ("shared", "none"))],
+    ("weighting", "method"),
+    [
+        ("per_sample", "fused"),
+        ("per_sample", "compact"),
+        *(
+            pytest.param(w, m, marks=pytest.mark.slow)
+            for w in ("shared", "none")
+            for m in ("fused", "compact")
+        ),
+    ],
 )
-def test_channelwise_fused_matches_dense_with_derivatives(weighting):
-    """The channel-wise kernel of method="fused" against the per-path dense einsums: values,
-    reverse mode w.r.t. every operand, forward mode; x2 blocks of multiplicity 1 and mul1
-    mixed, batch axes that broadcast (x2 shared by the samples)."""
+def test_channelwise_fused_matches_dense_with_derivatives(weighting, method):
+    """The channel-wise kernels of method="fused" and "compact" against the per-path dense
+    einsums: values, reverse mode w.r.t. every operand, forward mode; x2 blocks of
+    multiplicity 1 and mul1 mixed, batch axes that broadcast (x2 shared by the samples)."""
     irreps1 = (((0, 1), 2), ((1, -1), 2), ((1, 1), 2), ((2, 1), 2))
     irreps2 = (((0, 1), 1), ((1, -1), 2), ((1, 1), 1), ((2, 1), 2), ((3, -1), 1))
     plan = tensor_product_plan(irreps1, irreps2, "channelwise")
@@ -275,18 +288,18 @@ def test_channelwise_fused_matches_dense_with_derivatives(weighting):
 
     argnums = tuple(range(len(args)))
     for fused, dense in [
-        (jax.jit(run("fused"))(*args), jax.jit(run("dense"))(*args)),
+        (jax.jit(run(method))(*args), jax.jit(run("dense"))(*args)),
         (
-            jax.jit(jax.grad(loss("fused"), argnums))(*args),
+            jax.jit(jax.grad(loss(method), argnums))(*args),
             jax.jit(jax.grad(loss("dense"), argnums))(*args),
         ),
         # x1 and the weights only, as a per-edge convolution trains (x2 a constant)
         (
-            jax.jit(jax.grad(loss("fused"), argnums[::2]))(*args),
+            jax.jit(jax.grad(loss(method), argnums[::2]))(*args),
             jax.jit(jax.grad(loss("dense"), argnums[::2]))(*args),
         ),
         (
-            jax.jit(lambda *a: jax.jvp(run("fused"), a, a)[1])(*args),
+            jax.jit(lambda *a: jax.jvp(run(method), a, a)[1])(*args),
             jax.jit(lambda *a: jax.jvp(run("dense"), a, a)[1])(*args),
         ),
     ]:
@@ -420,3 +433,30 @@ def test_errors():
         tensor_product(tensor_product_plan(IRREPS1, IRREPS2_MUL, "full"), x1, x2, jnp.zeros(3))
     with pytest.raises(ValueError, match=r"must have shape"):
         tensor_product(plan, {**x1, (1, 1): x1[(1, 1)][..., :1]}, x2, jnp.zeros(plan.n_weights))
+
+
+def test_auto_method_compiles_small_calls_compactly():
+    """``method="auto"``: "compact" while samples x multiply-adds stays small, then by mode."""
+    plan = _plans()["channelwise"]
+    work = plan.multiply_adds()["total"]
+    limit = 2**22 // work
+    assert auto_method(plan, limit) == "compact"
+    assert auto_method(plan, limit + 1) == auto_method(plan) != "compact"
+    fc = _plans()["fully_connected"]
+    assert auto_method(fc, 1) == "compact"
+    assert auto_method(fc, 10**9) == "dense"
+    # the compact program has a few operations per group and per output, none per path
+    big = tensor_product_plan(
+        [((l, s), 1) for l in range(6) for s in (1, -1)],
+        [((l, 1), 1) for l in range(6)],
+        "channelwise",
+    )
+    x1, x2, _ = _inputs(big, 2, 11)
+
+    def n_equations(method):
+        jaxpr = jax.make_jaxpr(lambda a, b: tensor_product(big, a, b, method=method))
+        return len(jaxpr(x1, x2).eqns)
+
+    compact = n_equations("compact")
+    assert compact <= 4 * (len(big.irreps_out) + 6) < len(big.paths) / 2
+    assert 2 * compact < n_equations("fused")

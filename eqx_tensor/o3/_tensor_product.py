@@ -59,14 +59,19 @@ the contraction axis. Three ways to build ``y``, same numbers:
   contraction; a few traced operations per group and per path, whatever the number of non-zero
   coefficients. Best on channel-wise products of many channels with per-sample weights (the
   convolution workload of ``benchmarks/tensor_product.py``).
+- ``"compact"``: the group products of ``"fused"``, each output then taken from them with one
+  gather: a few operations per group and per output, none per path, so the fastest to compile;
+  its gradient scatters, which runs slower than ``"fused"`` on large batches.
 - ``"dense"``: one einsum with the dense coupling tensor per path (e3nn-jax's approach);
   compiles in time proportional to the number of paths. Best on the fully connected product and
   on products of single channels.
 - ``"unrolled"``: one element-wise multiply-add per group of non-zero coefficients; fast to run,
   but its compile time grows with the number of non-zero coefficients (minutes for ``l = 5``).
 
-``method="auto"`` (default) takes ``"fused"`` for channel-wise products whose first operand has
-at least 4 channels per block and ``"dense"`` otherwise, so that no irreps need a slow compile.
+``method="auto"`` (default) takes ``"compact"`` when a call does at most ``2**22`` multiply-adds
+(samples times :meth:`TensorProductPlan.multiply_adds`: small graphs, where compiling costs far
+more than running), otherwise ``"fused"`` for channel-wise products whose first operand has at
+least 4 channels per block and ``"dense"`` for the rest, so that no irreps need a slow compile.
 Large fully connected batches on the CPU are cut into chunks (``chunk_size``) so that ``y``
 stays in cache. ``benchmarks/tensor_product.py`` times every method against e3nn-jax.
 """
@@ -98,8 +103,8 @@ ClebschGordan = Callable[[int, int, int], np.ndarray]
 
 Mode = Literal["full", "channelwise", "fully_connected"]
 MODES: tuple[str, ...] = ("full", "channelwise", "fully_connected")
-Method = Literal["auto", "fused", "unrolled", "dense"]
-METHODS: tuple[str, ...] = ("auto", "fused", "unrolled", "dense")
+Method = Literal["auto", "fused", "compact", "unrolled", "dense"]
+METHODS: tuple[str, ...] = ("auto", "fused", "compact", "unrolled", "dense")
 IRREP_NORMALIZATIONS: tuple[str, ...] = ("component", "norm", "none")
 PATH_NORMALIZATIONS: tuple[str, ...] = ("element", "path")
 #: Accepted values of ``unreachable`` (:func:`tensor_product_plan`).
@@ -379,8 +384,9 @@ def tensor_product(
             (``plan.n_weights``, outputs in order, each output's weights row-major), or a mapping
             ``{out: w}`` with ``w`` of ``plan.weight_shapes()[out]``, optionally with leading
             per-sample batch axes.
-        method: ``"auto"`` (default), ``"fused"``, ``"dense"`` or ``"unrolled"``: how the
-            path products are built (module docstring, "Implementation"). Same numbers.
+        method: ``"auto"`` (default), ``"fused"``, ``"compact"``, ``"dense"`` or
+            ``"unrolled"``: how the path products are built (module docstring,
+            "Implementation"). Same numbers.
         chunk_size: process the (flattened, broadcast) batch in chunks of this many samples with
             ``lax.map``, so that the products ``y`` of a chunk stay in cache instead of making a
             round trip through memory before the weight matrix product. ``"auto"``: chunks of
@@ -393,8 +399,6 @@ def tensor_product(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "auto":
-        method = auto_method(plan)
     _check_blocks(x1, plan.irreps_in1, "x1")
     _check_blocks(x2, plan.irreps_in2, "x2")
     if not plan.irreps_out:  # e.g. a filter that keeps nothing
@@ -409,10 +413,13 @@ def tensor_product(
         *(w.shape[: -len(shapes[out])] for out, w in per_sample.items()),
     )
 
+    n_samples = math.prod(batch_shape)
+    if method == "auto":
+        method = auto_method(plan, n_samples)
+
     def apply(x1, x2, per_sample):
         return _apply(plan, x1, x2, {**weights_out, **per_sample}, method)
 
-    n_samples = math.prod(batch_shape)
     chunk = _chunk_samples(plan, chunk_size, jnp.result_type(*x1.values()).itemsize)
     if chunk is None or n_samples < 2 * chunk:
         return apply(x1, x2, per_sample)
@@ -426,11 +433,22 @@ def tensor_product(
     return {out: _from_chunks(outputs[out], batch_shape, n_samples) for out, _ in plan.irreps_out}
 
 
-def auto_method(plan: TensorProductPlan) -> str:
-    """The method ``method="auto"`` takes for ``plan`` (see the module docstring)."""
+def auto_method(plan: TensorProductPlan, n_samples: int | None = None) -> str:
+    """The method ``method="auto"`` takes for ``plan`` on ``n_samples`` samples (module doc)."""
+    if n_samples is not None and n_samples * _work(plan) <= _COMPACT_WORK:
+        return "compact"
     if plan.mode == "channelwise" and min(mul for _, mul in plan.irreps_in1) >= 4:
         return "fused"
     return "dense"
+
+
+# below this many multiply-adds per call the run time is negligible next to the compile time
+_COMPACT_WORK = 2**22
+
+
+@functools.lru_cache(maxsize=256)
+def _work(plan: TensorProductPlan) -> int:
+    return plan.multiply_adds()["total"]
 
 
 def _apply(
@@ -446,7 +464,8 @@ def _apply(
     if all(key[0] == 0 for key, _ in plan.irreps_in2):
         fused = _products_scalar_second(plan, x1, x2)  # any method: the same, simplest program
     else:
-        fused = _products_fused(plan, x1, x2) if method == "fused" else None
+        fused = {"fused": _products_fused, "compact": _products_compact}.get(method)
+        fused = None if fused is None else fused(plan, x1, x2)
     result = {}
     for out, mul in plan.irreps_out:
         paths = plan.paths_to(out)
@@ -569,45 +588,64 @@ def _fused_layout(
     return tuple(groups), where
 
 
-def _products_fused(
+def _group_products(
     plan: TensorProductPlan, x1: Mapping[Key, jax.Array], x2: Mapping[Key, jax.Array]
-) -> dict[Key, jax.Array]:
-    """Stacked path products ``y`` of every output, ``{out: (*batch, 2l3+1, K)}`` (module doc).
+) -> list[list[jax.Array]]:
+    """The products of every group of :func:`_fused_layout`, before they are cut into paths.
 
     Per group (paths of one ``l1`` and one ``x2`` multiplicity): ``M = x2 @ C``, one matrix
     product over all the group's couplings, shape ``(*batch, 2l1+1, K, mul2)``; then one
-    contraction over the ``2l1+1`` components with the ``x1`` blocks of degree ``l1``
-    concatenated along channels, ``(*batch, K, U[, mul2])``; each path is a piece of that
-    array, cut out with ``jnp.split`` (whose transpose is a concatenation, not a pad per
-    piece). The program has a few operations per group and per path whatever the number of
-    non-zero Clebsch-Gordan entries, so it compiles in seconds for any irreps.
+    contraction over the ``2l1+1`` components with the ``x1`` blocks of degree ``l1``. Returns,
+    per group, the arrays holding its paths: one ``(*batch, K, U[, mul2])`` array (the group's
+    ``x1`` blocks concatenated along channels, ``U`` channels), or for the channel-wise product
+    with ``mul2 > 1`` one ``(*batch, K, mul1)`` array per ``x1`` block.
     """
-    groups, where = _fused_layout(plan)
+    groups, _ = _fused_layout(plan)
     diagonal = plan.mode == "channelwise"
     dtype = jnp.result_type(*x1.values(), *x2.values())
-    muls1 = dict(plan.irreps_in1)
-    pieces = []  # per group, per combo, per x1 block: (*batch, 2l3+1, mul1[*mul2])
+    products = []
     for group in groups:
         d1 = 2 * group.l1 + 1
         second = jnp.concatenate([x2[key] for key in group.blocks2], axis=-2)
         m = jnp.einsum("...jv,jx->...xv", second, jnp.asarray(group.matrix, dtype))
         n_columns = group.matrix.shape[1] // d1
         m = m.reshape(*m.shape[:-2], d1, n_columns, group.mul2)  # (*batch, d1, K, v)
-        sizes = np.cumsum([2 * l3 + 1 for _, l3 in group.combos])[:-1]
-        channel_sizes = np.cumsum([muls1[key] for key in group.blocks1])[:-1]
         if diagonal and group.mul2 > 1:
             # channel u of x1 meets channel u of x2: one contraction per x1 block
-            per_block = [
-                jnp.split(jnp.einsum("...iku,...iu->...ku", m, x1[key]), sizes, axis=-2)
-                for key in group.blocks1
-            ]
-            pieces.append([[blocks[c] for blocks in per_block] for c in range(len(sizes) + 1)])
+            products.append(
+                [jnp.einsum("...iku,...iu->...ku", m, x1[key]) for key in group.blocks1]
+            )
             continue
         first = jnp.concatenate([x1[key] for key in group.blocks1], axis=-1)  # (*batch, d1, U)
         if diagonal:
-            y = jnp.einsum("...ik,...iu->...ku", m[..., 0], first)
+            products.append([jnp.einsum("...ik,...iu->...ku", m[..., 0], first)])
         else:
-            y = jnp.einsum("...ikv,...iu->...kuv", m, first)
+            products.append([jnp.einsum("...ikv,...iu->...kuv", m, first)])
+    return products
+
+
+def _products_fused(
+    plan: TensorProductPlan, x1: Mapping[Key, jax.Array], x2: Mapping[Key, jax.Array]
+) -> dict[Key, jax.Array]:
+    """Stacked path products ``y`` of every output, ``{out: (*batch, 2l3+1, K)}`` (module doc).
+
+    The group products of :func:`_group_products`, each path a piece of them cut out with
+    ``jnp.split`` (whose transpose is a concatenation, not a pad per piece), then concatenated
+    per output: a few operations per group and per path whatever the number of non-zero
+    Clebsch-Gordan entries.
+    """
+    groups, where = _fused_layout(plan)
+    diagonal = plan.mode == "channelwise"
+    muls1 = dict(plan.irreps_in1)
+    pieces = []  # per group, per combo, per x1 block: (*batch, 2l3+1, mul1[*mul2])
+    for group, arrays in zip(groups, _group_products(plan, x1, x2)):
+        sizes = np.cumsum([2 * l3 + 1 for _, l3 in group.combos])[:-1]
+        if len(arrays) > 1:  # one array per x1 block
+            per_block = [jnp.split(y, sizes, axis=-2) for y in arrays]
+            pieces.append([[blocks[c] for blocks in per_block] for c in range(len(sizes) + 1)])
+            continue
+        (y,) = arrays
+        channel_sizes = np.cumsum([muls1[key] for key in group.blocks1])[:-1]
         per_combo = []
         for piece in jnp.split(y, sizes, axis=y.ndim - (2 if diagonal else 3)):
             blocks = jnp.split(piece, channel_sizes, axis=piece.ndim - (1 if diagonal else 2))
@@ -625,6 +663,83 @@ def _products_fused(
             columns.append(piece if scale == 1.0 else piece * scale)
         if columns:  # outputs without paths (unreachable="zeros") are filled in by _apply
             result[out] = columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
+    return result
+
+
+@functools.lru_cache(maxsize=256)
+def _compact_layout(
+    plan: TensorProductPlan,
+) -> tuple[dict[Key, np.ndarray], dict[Key, np.ndarray | None]]:
+    """Per output, where :func:`_products_compact` takes its entries, and their scales.
+
+    ``index[out]`` (shape ``(2l3+1, K)``) points into the concatenation of the flattened group
+    products of :func:`_group_products`; ``scales[out]`` (``(K,)``) is ``None`` when every path
+    has scale 1.
+    """
+    groups, where = _fused_layout(plan)
+    diagonal = plan.mode == "channelwise"
+    muls1 = dict(plan.irreps_in1)
+    # offsets of every group array in the flat concatenation, and the layout of each
+    arrays, base = [], 0
+    for group in groups:
+        n_rows = group.matrix.shape[1] // (2 * group.l1 + 1)
+        rows = np.cumsum([0] + [2 * l3 + 1 for _, l3 in group.combos])
+        if diagonal and group.mul2 > 1:
+            per_block = {}
+            for key in group.blocks1:
+                per_block[key] = (base, muls1[key], 0)
+                base += n_rows * muls1[key]
+            arrays.append((rows, per_block, 1))
+            continue
+        width = sum(muls1[key] for key in group.blocks1)
+        starts = np.cumsum([0] + [muls1[key] for key in group.blocks1])
+        per_block = {key: (base, width, int(s)) for key, s in zip(group.blocks1, starts)}
+        mul2 = 1 if diagonal else group.mul2
+        base += n_rows * width * mul2
+        arrays.append((rows, per_block, mul2))
+    index, scales = {}, {}
+    for out, _ in plan.irreps_out:
+        columns, column_scales = [], []
+        k = np.arange(2 * out[0] + 1)[:, None]
+        for path in plan.paths_to(out):
+            g, c, scale = where[path]
+            rows, per_block, mul2 = arrays[g]
+            start, width, channel = per_block[path.in1]
+            u = np.arange(path.mul1)[:, None]
+            v = np.arange(mul2)[None, :]
+            # element (row, channel u, channel v) of a (*batch, rows, width, mul2) array
+            flat = ((channel + u) * mul2 + v).reshape(-1)[None, :]
+            columns.append(start + (rows[c] + k) * width * mul2 + flat)
+            column_scales.append(np.full(flat.shape[1], scale))
+        if columns:  # outputs without paths (unreachable="zeros") are filled in by _apply
+            index[out] = np.concatenate(columns, axis=1).astype(np.int32)
+            scale = np.concatenate(column_scales)
+            scales[out] = None if np.all(scale == 1.0) else scale
+    return index, scales
+
+
+def _products_compact(
+    plan: TensorProductPlan, x1: Mapping[Key, jax.Array], x2: Mapping[Key, jax.Array]
+) -> dict[Key, jax.Array]:
+    """:func:`_products_fused` with every output taken by one gather from the group products.
+
+    The program has a few operations per group and per output, none per path, so it compiles
+    fastest; a gather's transpose is a scatter, slower to run than the concatenations of
+    ``"fused"`` on large batches.
+    """
+    index, scales = _compact_layout(plan)
+    flat = [
+        y.reshape(*y.shape[: y.ndim - (2 if plan.mode == "channelwise" else 3)], -1)
+        for arrays in _group_products(plan, x1, x2)
+        for y in arrays
+    ]
+    batch = jnp.broadcast_shapes(*(y.shape[:-1] for y in flat))
+    flat = [jnp.broadcast_to(y, (*batch, y.shape[-1])) for y in flat]
+    flat = flat[0] if len(flat) == 1 else jnp.concatenate(flat, axis=-1)
+    result = {}
+    for out, idx in index.items():
+        y = jnp.take(flat, idx, axis=-1, mode="clip", unique_indices=True)
+        result[out] = y if scales[out] is None else y * jnp.asarray(scales[out], y.dtype)
     return result
 
 
