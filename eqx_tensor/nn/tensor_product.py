@@ -238,17 +238,36 @@ def tensor_product_plan(
     Returns:
         The plan; ``plan.n_weights`` is the length of the weight vector.
     """
-    arguments = (mode, out_features, out_lambdas, irrep_normalization, path_normalization)
     try:
         # the plan depends only on the static metadata (cached, with its hash, on each
         # TensorMap) and the arguments: the checks below run once per structure, not per call
-        frozen = tuple(_frozen(argument) for argument in arguments)
-        key = (x1.meta, x2.meta, *frozen, unreachable)
+        key = (
+            x1.meta,
+            x2.meta,
+            mode,
+            _frozen(out_features),
+            _frozen(out_lambdas),
+            irrep_normalization,
+            path_normalization,
+            unreachable,
+        )
         plan = _PLANS.get(key)
     except (AttributeError, TypeError):  # not TensorMaps, or unhashable arguments
-        return _tensor_product_plan(x1, x2, *arguments, unreachable)
+        plan = None
+        key = None
     if plan is None:
-        plan = _tensor_product_plan(x1, x2, *arguments, unreachable)
+        plan = _tensor_product_plan(
+            x1,
+            x2,
+            mode,
+            out_features,
+            out_lambdas,
+            irrep_normalization,
+            path_normalization,
+            unreachable,
+        )
+        if key is None:
+            return plan
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.pop(next(iter(_PLANS)))
         _PLANS[key] = plan
@@ -262,6 +281,8 @@ _MAX_PLANS = 256
 
 def _frozen(argument: Any) -> Any:
     """A hashable stand-in for a mapping or list argument (TypeError if there is none)."""
+    if argument is None or type(argument) is int:
+        return argument
     if isinstance(argument, Mapping):
         return ("mapping", tuple(argument.items()))
     if isinstance(argument, list):
