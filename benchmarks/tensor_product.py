@@ -37,9 +37,12 @@ Contenders, each in its own worker process (see ``benchmarks/_common.py``):
 
 - ``eqx_tensor``: ``eqx_tensor.o3.tensor_product(plan, x1, x2, weights, method=...)`` under
   ``jax.jit``, blocks in the metatensor layout ``(batch, 2l+1, mul)``. Methods ``fused`` (the
-  default), ``unrolled`` and ``dense`` for the fully connected suite; ``fused`` and ``dense``
-  for the channel-wise one (``unrolled`` there only with ``--with-unrolled``, and only for
-  ``gate_points``: at ``lmax = 5`` it compiles for minutes). This worker also times a float32
+  reference of the ratios), ``unrolled`` and ``dense`` for the fully connected suite;
+  ``fused``, ``compact`` and ``dense`` for the channel-wise one (``unrolled`` there only with
+  ``--with-unrolled``, and only for ``gate_points``: at ``lmax = 5`` it compiles for minutes).
+  At these batch sizes ``method="auto"`` takes ``fused`` for the gate_points channel-wise
+  product and ``dense`` for the others; ``compact`` is its choice for small calls (at most
+  ``2**22`` multiply-adds, as in the tutorial-002 train step). This worker also times a float32
   ``jnp`` matrix product with the same FLOP count as the fully connected product, the
   machine's reference speed, and runs the ``train_step`` suite.
 - ``e3nn_jax``, jitted: fully connected: ``e3nn_jax.tensor_product`` followed by
@@ -278,7 +281,7 @@ def _eqx_channelwise(samples: int, with_unrolled: bool) -> dict[str, Case]:
         x1 = _random_blocks(rng, plan.irreps_in1, samples)
         x2 = _random_blocks(rng, plan.irreps_in2, samples)
         weights = jnp.asarray(rng.normal(size=(samples, plan.n_weights)), jnp.float32)
-        methods = ["fused", "dense"]
+        methods = ["fused", "compact", "dense"]
         if with_unrolled and workload == "gate_points":
             methods.append("unrolled")
         for method in methods:
@@ -333,8 +336,8 @@ def _adam_train_case(model, systems, cutoff: float, capacity: int, rng) -> Case:
 
     pairs = neighbor_list(systems, cutoff, capacity=capacity)
     start = time.perf_counter()
-    # jitted: an eager init dispatches every op of the network one by one (minutes at lmax 5)
-    params = jax.block_until_ready(jax.jit(model.init)(jax.random.key(0), systems, pairs))
+    # as a user calls it: the layers' init is one compiled program (nn.Compiled)
+    params = jax.block_until_ready(model.init(jax.random.key(0), systems, pairs))
     init_s = time.perf_counter() - start
     output = jax.eval_shape(model.apply, params, systems, pairs)
     shapes = [block.values.shape for block in output.blocks()]

@@ -163,7 +163,7 @@ def test_import_eqx_tensor_loads_no_heavy_dependency():
 @pytest.mark.parametrize(
     ("module", "allowed"),
     [
-        # e3nn-jax (seconds to import, with scipy) waits for the first CG or harmonics
+        # e3nn-jax (seconds to import, with sympy) waits for an e3nn-jax conversion
         ("eqx_tensor.o3", set()),
         ("eqx_tensor.nn", {"flax"}),
         ("eqx_tensor.atomistic", set()),
@@ -187,3 +187,21 @@ def test_modules_import_alone_in_layer_order():
         "print('ok')\n"
     )
     assert _fresh(code).strip() == "ok"
+
+
+def test_point_cloud_network_runs_without_e3nn_jax():
+    """Harmonics, coupling coefficients and the gate-points network need no e3nn-jax (whose
+    import, with sympy, costs seconds at a model's first call), nor optax or torch."""
+    code = (
+        "import sys, jax, numpy as np\n"
+        "from eqx_tensor import atomistic, nn, o3\n"
+        "systems = atomistic.Systems.from_arrays(np.random.default_rng(0).normal(size=(5, 3)))\n"
+        "pairs = atomistic.neighbor_list(systems, 3.0)\n"
+        "model = nn.GatePointsNetwork(irreps_hidden='4x0e+4x0o+2x1e+2x1o', layers=1, lmax=2)\n"
+        "params = model.init(jax.random.key(0), systems, pairs)\n"
+        "jax.block_until_ready(model.apply(params, systems, pairs).block(0).values)\n"
+        "o3.clebsch_gordan(3, 2, 4), o3.spherical_harmonics_array(4, np.ones((2, 3)))\n"
+        f"print(','.join(m for m in {HEAVY!r} + ('sympy',) if m in sys.modules))\n"
+    )
+    loaded = set(filter(None, _fresh(code).strip().split(",")))
+    assert loaded <= {"flax", "scipy"}, f"the network imported {sorted(loaded - {'flax', 'scipy'})}"

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +89,9 @@ def _segments(irreps: Any, what: str) -> tuple[tuple[Key, int], ...]:
         isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], tuple) for item in irreps
     ):
         segments = tuple((tuple(int(v) for v in key), int(mul)) for key, mul in irreps)
+    elif isinstance(irreps, str):  # parsed here: no e3nn-jax import for a string
+        segments = tuple(_parse_segment(item, irreps, what) for item in irreps.split("+"))
+        segments = () if segments == ((None, 0),) else segments
     else:
         import e3nn_jax as e3nn
 
@@ -99,6 +103,23 @@ def _segments(irreps: Any, what: str) -> tuple[tuple[Key, int], ...]:
             "(o3_lambda, o3_sigma): merge them (e.g. '16x0e' instead of '8x0e+8x0e')"
         )
     return tuple((key, mul) for key, mul in segments if mul > 0)
+
+
+_SEGMENT_RE = re.compile(r"^\s*(?:(\d+)\s*x\s*)?(\d+[eoy])\s*$")
+
+
+def _parse_segment(item: str, irreps: str, what: str) -> tuple[Key | None, int]:
+    """One ``"8x1o"`` / ``"1o"`` item of an e3nn irreps string as ``(key, mul)``."""
+    if not item.strip() and not irreps.strip():  # "" is no irreps, as in e3nn
+        return None, 0
+    match = _SEGMENT_RE.match(item)
+    if match is None:
+        raise ValueError(
+            f"{what}: cannot read {item.strip()!r} in the irreps {irreps!r}; write e3nn's "
+            "notation, e.g. '8x0e+16x1o+4x2e'"
+        )
+    mul, irrep = match.groups()
+    return irrep_to_key(irrep), 1 if mul is None else int(mul)
 
 
 def _coupled(in1: Key, in2: Key) -> list[Key]:

@@ -728,8 +728,9 @@ def _products_compact(
     ``"fused"`` on large batches.
     """
     index, scales = _compact_layout(plan)
-    flat = [
-        y.reshape(*y.shape[: y.ndim - (2 if plan.mode == "channelwise" else 3)], -1)
+    trailing = 2 if plan.mode == "channelwise" else 3
+    flat = [  # explicit sizes: a -1 cannot be resolved on an empty batch
+        y.reshape(*y.shape[: y.ndim - trailing], math.prod(y.shape[y.ndim - trailing :]))
         for arrays in _group_products(plan, x1, x2)
         for y in arrays
     ]

@@ -20,6 +20,7 @@ from functools import cache
 
 import numpy as np
 
+from ._coupling import real_clebsch_gordan
 from .conventions import _check_l
 
 
@@ -48,12 +49,8 @@ def _clebsch_gordan(l1: int, l2: int, l3: int) -> np.ndarray:
     if not selection_rule(l1, l2, l3):
         cg = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1))
     else:
-        import e3nn_jax as e3nn  # on first use: importing eqx_tensor.o3 does not import e3nn-jax
-
-        # invariant under the change of basis (module docstring), so e3nn's tensor as is
-        cg = e3nn.clebsch_gordan(l1, l2, l3)
-        # e3nn builds it through complex bases and leaves ~1e-17 residues where the true value
-        # is zero; make those exact so that sparse contractions can count the true non-zeros
-        cg[np.abs(cg) < 1e-14] = 0.0
+        # invariant under the change of basis (module docstring): e3nn's real tensor as is,
+        # computed here so that planning a product does not import e3nn-jax
+        cg = real_clebsch_gordan(l1, l2, l3)
     cg.setflags(write=False)
     return cg

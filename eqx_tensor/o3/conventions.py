@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._coupling import real_clebsch_gordan
+
 if TYPE_CHECKING:
     import e3nn_jax as e3nn
 
@@ -164,9 +166,7 @@ def change_of_basis(l: int) -> np.ndarray:
 
 @cache
 def _change_of_basis(l: int) -> np.ndarray:
-    # e3nn's l=1 basis is (x, y, z), so D_e3nn^1(P) = P
-    import e3nn_jax as e3nn
-
-    c = _wigner_from_vector_rep(l, frame_permutation(), e3nn.clebsch_gordan)
+    # e3nn's l=1 basis is (x, y, z), so D_e3nn^1(P) = P; e3nn's coupling coefficients are ours
+    c = _wigner_from_vector_rep(l, frame_permutation(), real_clebsch_gordan)
     c.setflags(write=False)
     return c

@@ -2,8 +2,11 @@
 
 ``Y_l(r)`` has ``2l+1`` components ``o3_mu = -l..l`` of the standard z-polar real spherical
 harmonics (``l=1`` is ``(y, z, x)``), with no Condon-Shortley phase, as in metatensor, featomic and
-sphericart. They are computed by e3nn-jax's polynomials on the permuted vector
-``P r = (y, z, x)``, since ``Y_mts(r) = Y_e3nn(P r)`` (see :mod:`eqx_tensor.o3.conventions`).
+sphericart: e3nn's harmonics of the permuted vector ``P r = (y, z, x)``, since
+``Y_mts(r) = Y_e3nn(P r)`` (see :mod:`eqx_tensor.o3.conventions`), computed by the recursion
+``Y_l = a_l C(l-1, 1, l) . (Y_{l-1} (x) r)`` with the Clebsch-Gordan coefficients of
+:func:`eqx_tensor.o3.clebsch_gordan`, which builds e3nn's polynomials (equal to e3nn-jax's to
+round-off, checked in the tests).
 
 Normalisations (for ``|r| = 1``), as in e3nn:
 
@@ -18,7 +21,7 @@ harmonics ``|r|^l Y_l(r_hat)`` (homogeneous polynomials).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
+from functools import cache, partial
 from typing import Literal
 
 import jax
@@ -29,6 +32,7 @@ from ..block import TensorBlock
 from ..labels import Labels
 from ..tensormap import TensorMap
 from ._metadata import o3_mu_labels
+from .clebsch_gordan import clebsch_gordan
 from .conventions import O3_LAMBDA, O3_SIGMA, XYZ, _check_l
 
 Normalization = Literal["integral", "component", "norm"]
@@ -81,17 +85,44 @@ def spherical_harmonics_array(
 def _spherical_harmonics(
     orders: tuple[int, ...], vectors: jax.Array, normalize: bool, normalization: str
 ) -> dict[int, jax.Array]:
-    # Y_mts(r) = Y_e3nn(P r), P r = (y, z, x). e3nn guards |r| = 0 with a where on r^2 before the
-    # square root, so the gradient at the zero vector is finite (jnp.linalg.norm would give NaN).
-    import e3nn_jax as e3nn  # on first use: importing eqx_tensor.o3 does not import e3nn-jax
-
-    permuted = vectors[..., np.array([1, 2, 0])]
-    flat = e3nn.sh(list(orders), permuted, normalize, normalization)
-    out, start = {}, 0
+    # Y_mts(r) = Y_e3nn(P r), P r = (y, z, x); the coupling coefficients are the same numbers in
+    # both bases, so the recursion below on P r gives our components directly
+    v = vectors[..., np.array([1, 2, 0])]
+    if normalize:
+        # a where on r^2 before the square root: the gradient at the zero vector is finite
+        # (jnp.linalg.norm would give NaN), the value and gradient of the polynomials at zero
+        r2 = jnp.sum(v * v, axis=-1, keepdims=True)
+        v = v / jnp.sqrt(jnp.where(r2 == 0, 1.0, r2))
+    scale = {"component": 1.0, "norm": None, "integral": 1.0 / np.sqrt(4 * np.pi)}[normalization]
+    harmonics = [jnp.ones_like(v[..., :1])]  # component normalisation: |Y_l|^2 = 2l+1
+    for l in range(1, max(orders) + 1):
+        coupling = _solid_coupling(l).astype(v.dtype)  # (2l-1, 3, 2l+1)
+        outer = harmonics[-1][..., :, None] * v[..., None, :]
+        flat = outer.reshape(*outer.shape[:-2], 3 * (2 * l - 1))
+        harmonics.append(flat @ coupling.reshape(3 * (2 * l - 1), 2 * l + 1))
+    out = {}
     for l in orders:
-        out[l] = flat[..., start : start + 2 * l + 1]
-        start += 2 * l + 1
+        factor = 1.0 / np.sqrt(2 * l + 1) if scale is None else scale
+        out[l] = harmonics[l] if factor == 1.0 else harmonics[l] * factor
     return out
+
+
+@cache
+def _solid_coupling(l: int) -> np.ndarray:
+    """``a_l C(l-1, 1, l)``: ``Y_l = a_l C . (Y_{l-1} (x) r)`` with ``|Y_l|^2 = (2l+1) |r|^(2l)``.
+
+    The projection of ``Y_{l-1} (x) r`` on degree ``l`` is proportional to the solid harmonic
+    ``|r|^l Y_l``, so its norm is the same for every unit vector: ``a_l > 0`` is fixed on one.
+    Float64, read-only.
+    """
+    coupling = clebsch_gordan(l - 1, 1, l)
+    v = np.array([0.36, 0.48, 0.8])  # a unit vector
+    y = np.ones(1)
+    for k in range(1, l + 1):
+        y = np.einsum("i,j,ijk->k", y, v, _solid_coupling(k) if k < l else coupling)
+    result = coupling * (np.sqrt(2 * l + 1) / np.linalg.norm(y))
+    result.setflags(write=False)
+    return result
 
 
 def spherical_harmonics(
