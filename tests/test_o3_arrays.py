@@ -177,6 +177,10 @@ def test_spherical_harmonics_equivariance(dtype, tolerance, improper):
         assert R.dtype == dtype
         sh = spherical_harmonics_array(L_MAX, r)
         sh_rot = spherical_harmonics_array(L_MAX, r @ R.T)
+        # every normalisation keeps the input precision (float32 stays float32 under x64)
+        for normalization in ("integral", "component", "norm"):
+            ys = spherical_harmonics_array(L_MAX, r, normalization=normalization).values()
+            assert [y.dtype for y in ys] == [dtype] * (L_MAX + 1), normalization
         for l, D in enumerate(wigner_D_all(L_MAX, R)):
             assert D.dtype == dtype
             assert_close(sh_rot[l], sh[l] @ D.T, atol=tolerance, rtol=0)

@@ -93,7 +93,10 @@ def _spherical_harmonics(
         # (jnp.linalg.norm would give NaN), the value and gradient of the polynomials at zero
         r2 = jnp.sum(v * v, axis=-1, keepdims=True)
         v = v / jnp.sqrt(jnp.where(r2 == 0, 1.0, r2))
-    scale = {"component": 1.0, "norm": None, "integral": 1.0 / np.sqrt(4 * np.pi)}[normalization]
+    # Python floats: a NumPy float64 scalar would promote float32 harmonics under x64
+    scale = {"component": 1.0, "norm": None, "integral": float(1.0 / np.sqrt(4 * np.pi))}[
+        normalization
+    ]
     harmonics = [jnp.ones_like(v[..., :1])]  # component normalisation: |Y_l|^2 = 2l+1
     for l in range(1, max(orders) + 1):
         coupling = _solid_coupling(l).astype(v.dtype)  # (2l-1, 3, 2l+1)
@@ -102,7 +105,7 @@ def _spherical_harmonics(
         harmonics.append(flat @ coupling.reshape(3 * (2 * l - 1), 2 * l + 1))
     out = {}
     for l in orders:
-        factor = 1.0 / np.sqrt(2 * l + 1) if scale is None else scale
+        factor = float(1.0 / np.sqrt(2 * l + 1)) if scale is None else scale
         out[l] = harmonics[l] if factor == 1.0 else harmonics[l] * factor
     return out
 
