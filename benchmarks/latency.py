@@ -7,7 +7,8 @@ Rows (``target`` is the goal; a row passes when the measured median is at most t
 =============================================  ===============================================
 ``import eqx_tensor`` in a fresh interpreter   at most ``import jax`` (also measured) + 0.3 s
 ``model.init`` eagerly (not jitted)            under 0.5 s
-first call of the jitted Adam train step       under 1.5 s (tracing, compiling and one step)
+first call of the jitted Adam train step       under 1.5 s (tracing, compiling and one step);
+                                               also with ``eqx_tensor.compiler_options()``
 ``jax.grad`` of the loss, not jitted           under 2 s (first call)
 Labels, 1,000,000 entries: construction,       within 2x of metatensor-core (Rust) on the same
   position of every entry, union (and           machine, each side in its own worker process
@@ -96,7 +97,14 @@ TARGETS = {
     "labels_ratio": 2.0,
     "plan_lookup_s": 2e-6,
 }
-COLD_KINDS = ("import_jax", "import_eqx_tensor", "model_init", "train_step", "grad_eager")
+COLD_KINDS = (
+    "import_jax",
+    "import_eqx_tensor",
+    "model_init",
+    "train_step",
+    "train_step_options",
+    "grad_eager",
+)
 
 
 # ------------------------------------------------------------------ fresh-process measurements
@@ -166,9 +174,10 @@ def _cold_model_init() -> dict[str, Any]:
     }
 
 
-def _cold_train_step() -> dict[str, Any]:
+def _cold_train_step(compiler_options: bool = False) -> dict[str, Any]:
     import jax
 
+    import eqx_tensor as eqt
     from eqx_tensor import nn
 
     setup = _model_setup()
@@ -179,7 +188,7 @@ def _cold_train_step() -> dict[str, Any]:
         lambda params, features, target: nn.sum_squared_error(model.apply(params, features), target)
     )
     opt_state = optimizer.init(params)
-    step = jax.jit(step)
+    step = jax.jit(step, compiler_options=eqt.compiler_options() if compiler_options else None)
 
     start = time.perf_counter()
     new_params, new_state, loss = step(params, opt_state, features, target)
@@ -218,6 +227,7 @@ COLD = {
     "import_eqx_tensor": _cold_import_eqx_tensor,
     "model_init": _cold_model_init,
     "train_step": _cold_train_step,
+    "train_step_options": lambda: _cold_train_step(compiler_options=True),
     "grad_eager": _cold_grad_eager,
 }
 
@@ -458,6 +468,11 @@ def build_rows(cold: dict, labels: dict, plans: dict, n_rows: int) -> list[dict[
         first_calls = [
             ("model_init", "model.init, eager (qm7, 45 blocks)", "model_init_s"),
             ("train_step", "jitted Adam train step, first call", "train_step_first_call_s"),
+            (
+                "train_step_options",
+                "same, jit with eqx_tensor.compiler_options()",
+                "train_step_first_call_s",
+            ),
             ("grad_eager", "jax.grad of the loss, eager, first call", "grad_eager_first_call_s"),
         ]
         for kind, what, target in first_calls:

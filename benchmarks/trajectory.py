@@ -24,12 +24,17 @@ Contenders, each in its own worker process (see ``benchmarks/_common.py``):
   inside the jitted optax step; ``joined``: one ``Systems`` of 384 atoms (``join_systems``);
   ``vmap``: ``jax.vmap`` of the per-frame network (one 12-atom system) over the 32 frames.
 
+Both JAX steps are compiled with the same options: ``eqx_tensor.compiler_options()`` by default
+(on the CPU, XLA's classic loop emitters, which compile these programs faster), or XLA's own
+defaults with ``--jit-options default``.
+
 Reported per case: the median step time (interleaved rounds after warm-up, each call on the next
 batch), the compile time (first call minus a steady call, JAX only; for torch the same difference
 is its warm-up), the time of an epoch (52 steps, one compilation: checked), and ratios of ours
 against each peer, beside the issue's targets.
 
     python benchmarks/trajectory.py [--quick] [--device cpu|gpu] [--rounds 7] [--repeats 5]
+        [--jit-options eqx_tensor|default]
 
 writes ``benchmarks/results/trajectory.json`` (``trajectory_quick.json`` with ``--quick``: fewer
 rounds, for CI).
@@ -191,12 +196,25 @@ def _jax_cases(
     return {"step": Case(run_step, info), "epoch": Case(run_epoch, info)}
 
 
-def _adam_step(loss_fn: Callable):
-    """Jitted optax Adam step around ``loss_fn(params, *batch) -> (loss, aux)``; donates state."""
+def _jit_options(jit_options: str) -> dict[str, Any]:
+    """Compiler options of the jitted steps: ``eqx_tensor.compiler_options()`` or XLA's defaults."""
+    if jit_options == "default":
+        return {}
+    from eqx_tensor import compiler_options
+
+    return compiler_options()
+
+
+def _adam_step(loss_fn: Callable, jit_options: str):
+    """Jitted optax Adam step around ``loss_fn(params, *batch) -> (loss, aux)``; donates state.
+
+    Both JAX contenders compile their step with the same options (``--jit-options``).
+    """
     import jax
 
     optimizer, step = adam_step(loss_fn, LEARNING_RATE, has_aux=True)
-    return optimizer, jax.jit(step, donate_argnums=(0, 1))
+    options = _jit_options(jit_options)
+    return optimizer, jax.jit(step, donate_argnums=(0, 1), compiler_options=options)
 
 
 # ---------------------------------------------------------------------------- e3nn (torch)
@@ -406,7 +424,7 @@ def all_pairs(n_frames: int, n_particles: int):
     )
 
 
-def build_e3nn_jax(n_batches: int, device: str) -> dict[str, Case]:
+def build_e3nn_jax(n_batches: int, device: str, jit_options: str) -> dict[str, Case]:
     """The e3nn-jax network above; radius graph with fixed capacity in the jitted Adam step."""
     import e3nn_jax as e3nn
     import jax
@@ -432,9 +450,10 @@ def build_e3nn_jax(n_batches: int, device: str) -> dict[str, Case]:
     # jitted: eager flax init would run (and compile) every e3nn-jax op one by one
     params = jax.jit(model.init)(jax.random.key(0), batches[0][0], src, dst, mask)
     init_s = time.perf_counter() - start
-    optimizer, step = _adam_step(loss_fn)
+    optimizer, step = _adam_step(loss_fn, jit_options)
     state = {"params": params, "opt_state": optimizer.init(params)}
     info = {
+        "jit_options": _jit_options(jit_options),
         "init_s": init_s,
         "n_params": n_params(params),
         "edge_capacity": int(src.shape[0]),
@@ -444,7 +463,9 @@ def build_e3nn_jax(n_batches: int, device: str) -> dict[str, Case]:
 
 
 # ------------------------------------------------------------------------------ eqx_tensor
-def build_eqx_tensor(n_batches: int, device: str, variants: Sequence[str]) -> dict[str, Case]:
+def build_eqx_tensor(
+    n_batches: int, device: str, variants: Sequence[str], jit_options: str
+) -> dict[str, Case]:
     """``nn.GatePointsNetwork`` + ``atomistic.neighbor_list`` in the jitted Adam step."""
     import jax
     import jax.numpy as jnp
@@ -522,11 +543,16 @@ def build_eqx_tensor(n_batches: int, device: str, variants: Sequence[str]) -> di
             ]
         else:
             raise ValueError(f"unknown eqx_tensor variant {variant!r}")
-        optimizer, step = _adam_step(loss_fn)
+        optimizer, step = _adam_step(loss_fn, jit_options)
         # a copy per variant: the step donates (deletes) the parameters it is given
         own = jax.tree_util.tree_map(jnp.copy, params)
         state = {"params": own, "opt_state": optimizer.init(own)}
-        info = {"init_s": init_s, "n_params": n_params(params), "pair_capacity": capacity}
+        info = {
+            "jit_options": _jit_options(jit_options),
+            "init_s": init_s,
+            "n_params": n_params(params),
+            "pair_capacity": capacity,
+        }
         for kind, case in _jax_cases(step, state, batches, info, check).items():
             cases[f"{variant}/{kind}"] = case
     return cases
@@ -642,6 +668,12 @@ def main() -> None:
     )
     parser.add_argument("--frameworks", nargs="+", choices=WORKERS, default=list(WORKERS))
     parser.add_argument("--variants", nargs="+", choices=OURS, default=list(OURS))
+    parser.add_argument(
+        "--jit-options",
+        choices=["eqx_tensor", "default"],
+        default="eqx_tensor",
+        help="compiler options of both JAX steps: eqx_tensor.compiler_options() or XLA's defaults",
+    )
     parser.add_argument("--quick", action="store_true", help="few rounds (CI smoke run)")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
@@ -653,10 +685,14 @@ def main() -> None:
         serve(lambda: _named(build_e3nn_torch(args.epoch_batches, args.device)))
         return
     if args.worker == "e3nn_jax":
-        serve(lambda: _named(build_e3nn_jax(args.epoch_batches, args.device)))
+        serve(lambda: _named(build_e3nn_jax(args.epoch_batches, args.device, args.jit_options)))
         return
     if args.worker == "eqx_tensor":
-        serve(lambda: build_eqx_tensor(args.epoch_batches, args.device, args.variants))
+        serve(
+            lambda: build_eqx_tensor(
+                args.epoch_batches, args.device, args.variants, args.jit_options
+            )
+        )
         return
 
     output = args.output or RESULTS_DIR / (
@@ -671,7 +707,8 @@ def main() -> None:
         for name in args.frameworks:
             print(f"starting {name} worker (builds, compiles, runs one epoch)...", flush=True)
             argv = [sys.executable, __file__, "--worker", name, "--device", args.device]
-            argv += ["--epoch-batches", str(args.epoch_batches), "--variants", *args.variants]
+            argv += ["--epoch-batches", str(args.epoch_batches), "--jit-options", args.jit_options]
+            argv += ["--variants", *args.variants]
             env = {**(jax_env if name != "e3nn_torch" else {}), **WORKER_ENV.get(name, {})}
             workers.append(Worker(name, argv, env=env))
         steps = [(w, case) for w in workers for case in w.cases if case.endswith("/step")]
@@ -693,6 +730,7 @@ def main() -> None:
         f"on average ({edges.min()}-{edges.max()}); epoch: {args.epoch_batches} batches\n"
         f"step: medians of {args.rounds} rounds x {args.repeats} calls; epoch: medians of "
         f"{args.epoch_rounds} epochs; 'vs X' > 1 means that case is faster than X per step\n"
+        f"JAX steps compiled with --jit-options {args.jit_options} (the same for both)\n"
         f"load average (1 min) at start {load_at_start[0]:.2g}, at end "
         f"{os.getloadavg()[0]:.2g} on {os.cpu_count()} cores\n"
     )
@@ -725,6 +763,7 @@ def main() -> None:
                 "edges_per_batch": edges.tolist(),
                 "epoch_batches": args.epoch_batches,
             },
+            "jit_options": args.jit_options,
             "targets": TARGETS,
             "issue_measurements": ISSUE_MEASUREMENTS,
             "rounds": args.rounds,

@@ -5,6 +5,7 @@ The data model follows metatensor (:class:`Labels`, :class:`TensorBlock`,
 """
 
 from . import _moving  # noqa: F401  (adds TensorMap.keys_to_samples & co.)
+from ._compile import compiler_options
 from .block import TensorBlock
 from .io import (
     load,
@@ -44,6 +45,7 @@ __all__ = [
     "LabelsEntry",
     "TensorBlock",
     "TensorMap",
+    "compiler_options",
     "load",
     "load_block",
     "load_block_buffer",

@@ -64,7 +64,7 @@ import optax
 from tqdm import tqdm  # the text bar: tqdm.auto would want ipywidgets in notebooks
 
 import eqx_tensor as eqt
-from eqx_tensor import nn, o3
+from eqx_tensor import compiler_options, nn, o3
 from eqx_tensor.atomistic import (
     NeighborList,
     Systems,
@@ -656,7 +656,8 @@ def train(
     def loss_fn(params, x, dx, w):
         return _weighted_mse(model.apply(params, x), dx, w)
 
-    @jax.jit
+    # compile-time-favouring options: the step compiles once per run of a few minutes
+    @functools.partial(jax.jit, compiler_options=compiler_options())
     def step(params, opt_state, x, dx, w):
         loss, grads = jax.value_and_grad(loss_fn)(params, x, dx, w)
         updates, opt_state = optimizer.update(grads, opt_state, params)

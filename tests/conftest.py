@@ -8,6 +8,8 @@ which is what users get. Tests that only make sense in one of them are marked ``
 """
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -17,20 +19,41 @@ X64 = os.environ.get("JAX_ENABLE_X64", "1").strip().lower() not in ("0", "false"
 jax.config.update("jax_enable_x64", X64)
 
 
-def _compile_without_llvm_optimizations() -> None:
-    """Start this process's XLA backend with LLVM's optimisation passes off.
+def _xla_knows(flag: str) -> bool:
+    """Whether this jaxlib accepts ``flag`` in ``XLA_FLAGS`` (an unknown flag aborts the process).
 
-    The tests' arrays are tiny: their time goes into compiling, not running, and without
-    these passes XLA compiles about a third faster. The generated code is slower but computes
-    the same operations (results agree to rounding). Only this process: XLA reads
-    ``XLA_FLAGS`` once, when the backend starts, and the variable is restored afterwards, so
-    that subprocesses (the notebooks, the demo) keep the defaults. A level already given in
-    ``XLA_FLAGS`` is kept.
+    Asked once per test run, in a subprocess; pytest-xdist's workers inherit the answer.
+    """
+    name = "EQX_TENSOR_TESTS_XLA_KNOWS_" + flag.lstrip("-").split("=")[0].upper()
+    if name not in os.environ:
+        probe = subprocess.run(
+            [sys.executable, "-c", "import jax; jax.devices()"],
+            env={**os.environ, "XLA_FLAGS": flag},
+            capture_output=True,
+        )
+        os.environ[name] = "1" if probe.returncode == 0 else "0"
+    return os.environ[name] == "1"
+
+
+def _compile_fast() -> None:
+    """Start this process's XLA backend with compile-time-favouring CPU flags.
+
+    The tests' arrays are tiny: their time goes into compiling, not running. Without LLVM's
+    optimisation passes XLA compiles about a third faster, and its classic loop emitters
+    (what :func:`eqx_tensor.compiler_options` selects per program) faster again. The generated
+    code is slower but computes the same operations (results agree to rounding). Only this
+    process: XLA reads ``XLA_FLAGS`` once, when the backend starts, and the variable is
+    restored afterwards, so that subprocesses (the notebooks, the demo) keep the defaults.
+    Flags already given in ``XLA_FLAGS`` are kept.
     """
     previous = os.environ.get("XLA_FLAGS")
-    if "xla_backend_optimization_level" in (previous or ""):
-        return
-    os.environ["XLA_FLAGS"] = f"{previous or ''} --xla_backend_optimization_level=0".strip()
+    flags = [previous or ""]
+    if "xla_backend_optimization_level" not in (previous or ""):
+        flags.append("--xla_backend_optimization_level=0")
+    emitters = "--xla_cpu_use_fusion_emitters=false"
+    if "xla_cpu_use_fusion_emitters" not in (previous or "") and _xla_knows(emitters):
+        flags.append(emitters)
+    os.environ["XLA_FLAGS"] = " ".join(flags).strip()
     try:
         jax.devices()
     finally:
@@ -40,7 +63,7 @@ def _compile_without_llvm_optimizations() -> None:
             os.environ["XLA_FLAGS"] = previous
 
 
-_compile_without_llvm_optimizations()
+_compile_fast()
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("EQX_TENSOR_DATA", ROOT.parent / "shared" / "data" / "metatensor"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -161,3 +163,14 @@ def assert_tensor_equal(
         assert_block_equal(
             a, b, atol, f"block {i} ({ours.keys.entry(i)})", x32=x32, x32_scale=scale
         )
+
+
+def user_jit(function, **kwargs):
+    """``jax.jit`` compiled with XLA's default CPU kernel emitters, as a user's program is.
+
+    ``conftest.py`` starts the tests' backend with the classic emitters, which compile faster;
+    tests of bit-identical results (NumPy's rounding) compile with the emitters users get.
+    """
+    if os.environ.get("EQX_TENSOR_TESTS_XLA_KNOWS_XLA_CPU_USE_FUSION_EMITTERS") == "1":
+        kwargs["compiler_options"] = {"xla_cpu_use_fusion_emitters": True}
+    return jax.jit(function, **kwargs)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import data_path
+from helpers import FLOAT, assert_close
 
 import eqx_tensor as eqt
 from eqx_tensor import nn
@@ -73,6 +74,8 @@ def test_init_apply_and_grad_compile_a_fixed_number_of_programs(name, with_grad)
     assert len(features) in (12, 45)
     model = _readme_model()
     key = jax.random.key(0)
+    # once per process, compiler_options() compiles a one-line program to probe jaxlib
+    eqt.compiler_options()
 
     with counted_compilations() as init_programs:
         params = model.init(key, features)
@@ -185,3 +188,20 @@ def test_tensor_product_plan_is_cached_by_metadata_and_arguments():
     for _ in range(2):
         with pytest.raises(ValueError, match=r"unreachable|no path"):
             nn.tensor_product_plan(x1, x2, "fully_connected", out_features={(3, 1): 2})
+
+
+def test_compiler_options_are_per_program_and_keep_results():
+    options = eqt.compiler_options()
+    assert eqt.compiler_options("gpu") == {}
+    if jax.default_backend() == "cpu":
+        assert options in ({}, {"xla_cpu_use_fusion_emitters": False})
+    options["changed"] = True
+    assert "changed" not in eqt.compiler_options()  # a new dict each call
+    del options["changed"]
+
+    x = np.random.default_rng(0).normal(size=(7, 5)).astype(FLOAT)
+
+    def function(x):
+        return jnp.tanh(x) @ x.T + jax.nn.silu(x).sum()
+
+    assert_close(jax.jit(function, compiler_options=options)(x), jax.jit(function)(x))

@@ -1,6 +1,6 @@
 """The package imports light and in layer order: no cycles, no reaching back, no private imports.
 
-Layers, lowest first: the data model (``_backend``, ``labels``, ``block``,
+Layers, lowest first: the data model (``_backend``, ``_compile``, ``labels``, ``block``,
 ``tensormap``), ``io``, the operations (``_moving``, ``operations``), ``o3``, ``nn``,
 ``atomistic``. A module may import from its own layer or below, never above (also not inside a
 function), and never another package's private (``_``-prefixed) module.
@@ -23,6 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "eqx_tensor"
 # module (dotted, without the "eqx_tensor." prefix) prefix -> layer
 LAYERS: dict[str, int] = {
     "_backend": 0,
+    "_compile": 0,
     "labels": 1,
     "block": 2,
     "tensormap": 3,

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 from flax.core.scope import DenyList
 
+from .._compile import compiler_options
 from ..tensormap import TensorMap
 
 __all__ = ["Compiled"]
@@ -62,10 +63,11 @@ def _init_compiler_options() -> dict[str, Any] | None:
 
     On the CPU, LLVM's optimisation passes take most of the compile time of the random draws
     (each draw is an unrolled hash) and pay back only on repeated runs; an initialisation runs
-    once, so they are off there. Other backends keep their defaults.
+    once, so they are off there, and the kernels come from the emitters that compile faster
+    (:func:`eqx_tensor.compiler_options`). Other backends keep their defaults.
     """
     if jax.default_backend() == "cpu":
-        return {"xla_backend_optimization_level": 0}
+        return {**compiler_options("cpu"), "xla_backend_optimization_level": 0}
     return None
 
 
