@@ -5,7 +5,10 @@ first call compiling many small fused loops, each at a fixed cost. On the CPU, X
 loop emitters (``xla_cpu_use_fusion_emitters=False``) generate each of them faster than its
 default (MLIR) fusion emitters. The generated code differs: per kernel it can be faster or
 slower, so whether a program gains depends on how often it runs after compiling
-(``benchmarks/trajectory.py`` and ``benchmarks/latency.py`` measure both).
+(``benchmarks/trajectory.py`` and ``benchmarks/latency.py`` measure both). Results agree with
+the default emitters' to rounding, not always to the last bit: the means and variances of
+:mod:`eqx_tensor.operations`, identical to NumPy's under the defaults, can differ from them by
+one unit in the last place.
 
 The options are passed explicitly, per program, ``jax.jit(f, compiler_options=...)``; nothing
 here changes how other programs of the process compile.
