@@ -205,15 +205,14 @@ def _jit_options(jit_options: str) -> dict[str, Any]:
     return compiler_options()
 
 
-def _adam_step(loss_fn: Callable, jit_options: str):
+def _adam_step(loss_fn: Callable, options: dict[str, Any]):
     """Jitted optax Adam step around ``loss_fn(params, *batch) -> (loss, aux)``; donates state.
 
-    Both JAX contenders compile their step with the same options (``--jit-options``).
+    Both JAX contenders compile their step with the same ``options`` (``--jit-options``).
     """
     import jax
 
     optimizer, step = adam_step(loss_fn, LEARNING_RATE, has_aux=True)
-    options = _jit_options(jit_options)
     return optimizer, jax.jit(step, donate_argnums=(0, 1), compiler_options=options)
 
 
@@ -450,10 +449,11 @@ def build_e3nn_jax(n_batches: int, device: str, jit_options: str) -> dict[str, C
     # jitted: eager flax init would run (and compile) every e3nn-jax op one by one
     params = jax.jit(model.init)(jax.random.key(0), batches[0][0], src, dst, mask)
     init_s = time.perf_counter() - start
-    optimizer, step = _adam_step(loss_fn, jit_options)
+    options = _jit_options(jit_options)
+    optimizer, step = _adam_step(loss_fn, options)
     state = {"params": params, "opt_state": optimizer.init(params)}
     info = {
-        "jit_options": _jit_options(jit_options),
+        "jit_options": options,
         "init_s": init_s,
         "n_params": n_params(params),
         "edge_capacity": int(src.shape[0]),
@@ -508,6 +508,7 @@ def build_eqx_tensor(
     pairs = neighbor_list(first, MAX_RADIUS, capacity=PAIRS_PER_FRAME)
     params = jax.jit(model.init)(jax.random.key(0), first, pairs)
     init_s = time.perf_counter() - start
+    options = _jit_options(jit_options)
     cases = {}
     for variant in variants:
         if variant == "joined":
@@ -543,12 +544,12 @@ def build_eqx_tensor(
             ]
         else:
             raise ValueError(f"unknown eqx_tensor variant {variant!r}")
-        optimizer, step = _adam_step(loss_fn, jit_options)
+        optimizer, step = _adam_step(loss_fn, options)
         # a copy per variant: the step donates (deletes) the parameters it is given
         own = jax.tree_util.tree_map(jnp.copy, params)
         state = {"params": own, "opt_state": optimizer.init(own)}
         info = {
-            "jit_options": _jit_options(jit_options),
+            "jit_options": options,
             "init_s": init_s,
             "n_params": n_params(params),
             "pair_capacity": capacity,

@@ -35,7 +35,7 @@ def _xla_knows(flag: str) -> bool:
     return os.environ[name] == "1"
 
 
-def _compile_fast() -> None:
+def _compile_fast() -> bool:
     """Start this process's XLA backend with compile-time-favouring CPU flags.
 
     The tests' arrays are tiny: their time goes into compiling, not running. Without LLVM's
@@ -44,14 +44,15 @@ def _compile_fast() -> None:
     code is slower but computes the same operations (results agree to rounding). Only this
     process: XLA reads ``XLA_FLAGS`` once, when the backend starts, and the variable is
     restored afterwards, so that subprocesses (the notebooks, the demo) keep the defaults.
-    Flags already given in ``XLA_FLAGS`` are kept.
+    Flags already given in ``XLA_FLAGS`` are kept. Returns whether the emitters were changed.
     """
     previous = os.environ.get("XLA_FLAGS")
     flags = [previous or ""]
     if "xla_backend_optimization_level" not in (previous or ""):
         flags.append("--xla_backend_optimization_level=0")
     emitters = "--xla_cpu_use_fusion_emitters=false"
-    if "xla_cpu_use_fusion_emitters" not in (previous or "") and _xla_knows(emitters):
+    classic = "xla_cpu_use_fusion_emitters" not in (previous or "") and _xla_knows(emitters)
+    if classic:
         flags.append(emitters)
     os.environ["XLA_FLAGS"] = " ".join(flags).strip()
     try:
@@ -61,9 +62,11 @@ def _compile_fast() -> None:
             del os.environ["XLA_FLAGS"]
         else:
             os.environ["XLA_FLAGS"] = previous
+    return classic
 
 
-_compile_fast()
+CLASSIC_EMITTERS = _compile_fast()
+"""Whether this process compiles with XLA's classic CPU emitters (see :func:`_compile_fast`)."""
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("EQX_TENSOR_DATA", ROOT.parent / "shared" / "data" / "metatensor"))

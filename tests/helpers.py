@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import jax
 import numpy as np
 import pytest
+from conftest import CLASSIC_EMITTERS
 
 import eqx_tensor as eqt
 
@@ -171,6 +170,6 @@ def user_jit(function, **kwargs):
     ``conftest.py`` starts the tests' backend with the classic emitters, which compile faster;
     tests of bit-identical results (NumPy's rounding) compile with the emitters users get.
     """
-    if os.environ.get("EQX_TENSOR_TESTS_XLA_KNOWS_XLA_CPU_USE_FUSION_EMITTERS") == "1":
+    if CLASSIC_EMITTERS:
         kwargs["compiler_options"] = {"xla_cpu_use_fusion_emitters": True}
     return jax.jit(function, **kwargs)

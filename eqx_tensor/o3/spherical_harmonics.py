@@ -20,6 +20,7 @@ harmonics ``|r|^l Y_l(r_hat)`` (homogeneous polynomials).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import cache, partial
 from typing import Literal
@@ -94,7 +95,7 @@ def _spherical_harmonics(
         r2 = jnp.sum(v * v, axis=-1, keepdims=True)
         v = v / jnp.sqrt(jnp.where(r2 == 0, 1.0, r2))
     # Python floats: a NumPy float64 scalar would promote float32 harmonics under x64
-    scale = {"component": 1.0, "norm": None, "integral": float(1.0 / np.sqrt(4 * np.pi))}[
+    scale = {"component": 1.0, "norm": None, "integral": 1.0 / math.sqrt(4 * math.pi)}[
         normalization
     ]
     harmonics = [jnp.ones_like(v[..., :1])]  # component normalisation: |Y_l|^2 = 2l+1
@@ -105,7 +106,7 @@ def _spherical_harmonics(
         harmonics.append(flat @ coupling.reshape(3 * (2 * l - 1), 2 * l + 1))
     out = {}
     for l in orders:
-        factor = float(1.0 / np.sqrt(2 * l + 1)) if scale is None else scale
+        factor = 1.0 / math.sqrt(2 * l + 1) if scale is None else scale
         out[l] = harmonics[l] if factor == 1.0 else harmonics[l] * factor
     return out
 
