@@ -221,6 +221,37 @@ def test_gradient_of_the_loss(pair):
         assert_close(g.values, 2 * (np.asarray(p.values) - np.asarray(t.values)), rtol=1e-13)
 
 
+def _count(jaxpr, primitive: str) -> int:
+    """Equations of ``primitive`` in ``jaxpr`` and in the jaxprs nested in it (jit, ...)."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += eqn.primitive.name == primitive
+        for value in eqn.params.values():
+            if hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):
+                count += _count(value.jaxpr, primitive)
+    return count
+
+
+def test_one_reduction_whatever_the_number_of_blocks(pair):
+    """All blocks are summed in one reduction: XLA compiles one kernel per reduction, and a
+    kernel per block made the loss a third of the kernels of a small model's train step."""
+    prediction, target = pair
+
+    def reductions(loss, **kwargs) -> int:
+        return _count(
+            jax.make_jaxpr(lambda p, t: loss(p, t, **kwargs))(prediction, target).jaxpr,
+            "reduce_sum",
+        )
+
+    assert len(prediction) > 2
+    assert reductions(nn.sum_squared_error) == 1
+    assert reductions(nn.sum_squared_error, block_weights=jnp.arange(len(prediction))) == 1
+    assert reductions(nn.mean_squared_error, gradient_weights={"positions": 0.5}) == 2
+    masks = [np.arange(len(b.samples)) % 2 == 0 for b in prediction.blocks()]
+    # a masked mean also counts the compared elements, in one more reduction
+    assert reductions(nn.mean_squared_error, mask=masks) == 2
+
+
 def test_keys_are_matched_by_value(pair):
     prediction, target = pair
     order = np.arange(len(target))[::-1]

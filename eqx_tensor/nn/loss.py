@@ -206,17 +206,56 @@ def _row_mask(
     return mask
 
 
-def _squared_error(prediction: Array, target: Array, rows: Array | None) -> tuple[Array, Array]:
-    """Sum of squared differences over unmasked rows, and how many elements were compared."""
+def _squares(prediction: Array, target: Array, rows: Array | None) -> tuple[Array, Array]:
+    """Squared differences (zero on masked rows), and how many elements were compared."""
     diff = jnp.asarray(prediction) - jnp.asarray(target)
     per_row = int(np.prod(diff.shape[1:]))
     if rows is None:
-        return jnp.sum(diff * diff), jnp.asarray(diff.size, dtype=diff.dtype)
+        return diff * diff, jnp.asarray(diff.size, dtype=diff.dtype)
     keep = rows.reshape(rows.shape + (1,) * (diff.ndim - 1))
     # mask the difference, not its square: the gradient of where(keep, d * d, 0) is
     # 0 * 2d on masked rows, which is NaN when padding holds NaN or inf
     diff = jnp.where(keep, diff, 0.0)
-    return jnp.sum(diff * diff), jnp.sum(rows).astype(diff.dtype) * per_row
+    return diff * diff, jnp.sum(rows).astype(diff.dtype) * per_row
+
+
+def _packed_term(
+    pairs: list[tuple[Array, Array, Array | None]], weights: list[Any]
+) -> tuple[Array, Array]:
+    """``sum_b w_b * SSE_b`` and the number of compared elements, from all blocks at once.
+
+    The blocks are concatenated before anything is computed on them: XLA compiles one kernel
+    per element-wise loop or reduction, and one per block made the loss a third of the
+    kernels of a small model's train step.
+    """
+    if not pairs:
+        return jnp.asarray(0.0), jnp.asarray(0.0)
+    sizes = [int(np.prod(p.shape)) for p, _, _ in pairs]
+    ours = jnp.concatenate([jnp.ravel(jnp.asarray(p)) for p, _, _ in pairs])
+    theirs = jnp.concatenate([jnp.ravel(jnp.asarray(t)) for _, t, _ in pairs])
+    diff = ours - theirs
+    if any(rows is not None for _, _, rows in pairs):
+        keep = jnp.concatenate(
+            [
+                jnp.ones(size, bool)
+                if rows is None
+                else jnp.repeat(rows, size // max(len(rows), 1), total_repeat_length=size)
+                for size, (_, _, rows) in zip(sizes, pairs)
+            ]
+        )
+        # mask the difference, not its square (see _squares)
+        diff = jnp.where(keep, diff, 0.0)
+        count = jnp.sum(keep).astype(diff.dtype)
+    else:
+        count = jnp.asarray(sum(sizes), dtype=diff.dtype)
+    squares = diff * diff
+    if all(isinstance(w, (int, float)) for w in weights):
+        if any(w != 1 for w in weights):
+            squares = squares * np.repeat(np.asarray(weights, dtype=diff.dtype), sizes)
+    else:
+        per_block = jnp.stack([jnp.asarray(w, dtype=diff.dtype) for w in weights])
+        squares = squares * jnp.repeat(per_block, np.asarray(sizes), total_repeat_length=sum(sizes))
+    return jnp.sum(squares), count
 
 
 def _loss(
@@ -291,15 +330,15 @@ def _loss_core(
     mean: bool,
 ) -> Array | tuple[Array, TensorMap]:
     keys = prediction.keys
-    # terms[name] = list over blocks of (sum of squares, element count)
-    terms: dict[str, list[tuple[Array, Array]]] = {"values": []}
+    # terms[name] = list over blocks of (prediction, target, row mask or None)
+    terms: dict[str, list[tuple[Array, Array, Array | None]]] = {"values": []}
     for parameter in gradient_weights:
         terms[parameter] = []
     for b, (key, ours) in enumerate(zip(keys, prediction.blocks())):
         theirs = target.block_by_id(positions[b])
         _check_pair(ours, theirs, key, "values")
         rows = _row_mask(ours, masks[b], padding_system, system_name)
-        terms["values"].append(_squared_error(ours.values, theirs.values, rows))
+        terms["values"].append((ours.values, theirs.values, rows))
         for parameter in gradient_weights:
             for tensor_name, block in (("prediction", ours), ("target", theirs)):
                 if not block.has_gradient(parameter):
@@ -310,14 +349,23 @@ def _loss_core(
             grad_ours, grad_theirs = ours.gradient(parameter), theirs.gradient(parameter)
             _check_pair(grad_ours, grad_theirs, key, f"'{parameter}' gradients")
             grad_rows = None if rows is None else rows[_utils.gradient_rows(grad_ours)]
-            terms[parameter].append(_squared_error(grad_ours.values, grad_theirs.values, grad_rows))
+            terms[parameter].append((grad_ours.values, grad_theirs.values, grad_rows))
 
     term_weights = {"values": values_weight, **gradient_weights}
+    if not per_block:
+        total = 0.0
+        for name, pairs in terms.items():
+            term, count = _packed_term(pairs, weights)
+            if mean:
+                term = term / jnp.maximum(count, 1)
+            total = total + term_weights[name] * term
+        return jnp.asarray(total)
     total = 0.0
     contributions = [0.0] * len(keys)
-    for name, per_term in terms.items():
+    for name, pairs in terms.items():
         scale = term_weights[name]
-        weighted = [w * sse for w, (sse, _) in zip(weights, per_term)]
+        per_term = [_squares(*pair) for pair in pairs]
+        weighted = [w * jnp.sum(sq) for w, (sq, _) in zip(weights, per_term)]
         term = sum(weighted)
         if mean:
             count = sum(n for _, n in per_term)
@@ -326,8 +374,6 @@ def _loss_core(
         total = total + scale * term
         contributions = [c + scale * s for c, s in zip(contributions, weighted)]
     total = jnp.asarray(total)
-    if not per_block:
-        return total
     blocks = [
         TensorBlock(jnp.reshape(c, (1, 1)), Labels.single(), [], _LOSS_PROPERTIES)
         for c in contributions
