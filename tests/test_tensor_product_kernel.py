@@ -264,8 +264,9 @@ def test_methods_agree_with_fused(mode, method):
 )
 def test_channelwise_fused_matches_dense_with_derivatives(weighting, method):
     """The channel-wise kernels of method="fused" and "compact" against the per-path dense
-    einsums: values, reverse mode w.r.t. every operand, forward mode; x2 blocks of
-    multiplicity 1 and mul1 mixed, batch axes that broadcast (x2 shared by the samples)."""
+    einsums: values, reverse mode w.r.t. every operand, forward mode, forward over reverse;
+    x2 blocks of multiplicity 1 and mul1 mixed, batch axes that broadcast (x2 shared by the
+    samples)."""
     irreps1 = (((0, 1), 2), ((1, -1), 2), ((1, 1), 2), ((2, 1), 2))
     irreps2 = (((0, 1), 1), ((1, -1), 2), ((1, 1), 1), ((2, 1), 2), ((3, -1), 1))
     plan = tensor_product_plan(irreps1, irreps2, "channelwise")
@@ -301,6 +302,12 @@ def test_channelwise_fused_matches_dense_with_derivatives(weighting, method):
         (
             jax.jit(lambda *a: jax.jvp(run(method), a, a)[1])(*args),
             jax.jit(lambda *a: jax.jvp(run("dense"), a, a)[1])(*args),
+        ),
+        # forward over reverse: Hessian-vector products (the kernels' derivative rules are
+        # themselves differentiable)
+        (
+            jax.jit(lambda *a: jax.jvp(jax.grad(loss(method), argnums), a, a)[1])(*args),
+            jax.jit(lambda *a: jax.jvp(jax.grad(loss("dense"), argnums), a, a)[1])(*args),
         ),
     ]:
         for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(dense), strict=True):

@@ -56,7 +56,9 @@ the contraction axis. Three ways to build ``y``, same numbers:
 
 - ``"fused"``: ``x2`` is contracted with the coupling coefficients of all paths in one matrix
   product, then each group of ``x1`` blocks of equal ``l`` is multiplied in with one batched
-  contraction; a few traced operations per group and per path, whatever the number of non-zero
+  contraction (in a channel-wise product evaluated without differentiation, a sum over the
+  ``2l+1`` components of broadcast products, which XLA runs faster than a batch of tiny matrix
+  products); a few traced operations per group and per path, whatever the number of non-zero
   coefficients. Best on channel-wise products of many channels with per-sample weights (the
   convolution workload of ``benchmarks/tensor_product.py``).
 - ``"compact"``: the group products of ``"fused"``, each output then taken from them with one
@@ -112,6 +114,11 @@ UNREACHABLE: tuple[str, ...] = ("error", "zeros")
 
 # CG entries below this (relative to the largest) are structural zeros left by basis changes
 _ZERO_TOLERANCE = 1e-12
+
+# channels from which the channel-wise group contraction is unrolled over components when not
+# differentiated (see _contract_components): with fewer the unrolled sums compile slower than the
+# einsum and run no faster
+_MIN_UNROLLED_CHANNELS = 4
 
 
 def _cached_hash(obj: Any) -> int:
@@ -618,10 +625,49 @@ def _group_products(
             continue
         first = jnp.concatenate([x1[key] for key in group.blocks1], axis=-1)  # (*batch, d1, U)
         if diagonal:
-            products.append([jnp.einsum("...ik,...iu->...ku", m[..., 0], first)])
+            products.append([_contract_components(m[..., 0], first)])
         else:
             products.append([jnp.einsum("...ikv,...iu->...kuv", m, first)])
     return products
+
+
+@jax.custom_jvp
+def _contract_components(m: jax.Array, x: jax.Array) -> jax.Array:
+    """``einsum("...ik,...iu->...ku", m, x)`` for a few components ``i`` (``2l1+1``).
+
+    ``m``: ``(*batch, d1, K)``, ``x``: ``(*batch, d1, U)``, batch axes broadcast; returns
+    ``(*batch, K, U)``. Evaluated without differentiation (inference) and with at least
+    ``_MIN_UNROLLED_CHANNELS`` channels, the value is a sum of ``d1`` broadcast products, one
+    loop kernel: XLA's CPU backend runs such a batched product of tiny matrices as a dot several
+    times slower (``benchmarks/tensor_product.py``, channel-wise forward). Under differentiation
+    value and tangents are the einsum's: their transposes are dots that run well, and an
+    unrolled value there fuses into every consumer of the products, which costs seconds of
+    compilation of a training step for no faster step. Forward and reverse mode and their
+    compositions all work.
+    """
+    if x.shape[-1] < _MIN_UNROLLED_CHANNELS:
+        return jnp.einsum("...ik,...iu->...ku", m, x)
+    return functools.reduce(
+        operator.add, (m[..., i, :, None] * x[..., i, None, :] for i in range(m.shape[-2]))
+    )
+
+
+def _contract_components_jvp(primals, tangents):
+    m, x = primals
+    dm, dx = tangents
+    terms = []
+    if not isinstance(dm, jax.custom_derivatives.SymbolicZero):
+        terms.append(jnp.einsum("...ik,...iu->...ku", dm, x))
+    if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
+        terms.append(jnp.einsum("...ik,...iu->...ku", m, dx))
+    value = jnp.einsum("...ik,...iu->...ku", m, x)
+    tangent = functools.reduce(operator.add, terms) if terms else jnp.zeros_like(value)
+    return value, tangent
+
+
+# symbolic zeros: a tangent that is zero (e.g. of the harmonics when only weights are trained)
+# costs nothing, instead of a product with an array of zeros
+_contract_components.defjvp(_contract_components_jvp, symbolic_zeros=True)
 
 
 def _products_fused(
