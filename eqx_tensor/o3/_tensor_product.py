@@ -116,8 +116,8 @@ UNREACHABLE: tuple[str, ...] = ("error", "zeros")
 _ZERO_TOLERANCE = 1e-12
 
 # channels from which the channel-wise group contraction is unrolled over components when not
-# differentiated (see _contract_components): with fewer the unrolled sums compile slower than the
-# einsum and run no faster
+# differentiated (_contract_components): with fewer the unrolled sums compile slower than the
+# dot and run no faster
 _MIN_UNROLLED_CHANNELS = 4
 
 
@@ -625,28 +625,30 @@ def _group_products(
             continue
         first = jnp.concatenate([x1[key] for key in group.blocks1], axis=-1)  # (*batch, d1, U)
         if diagonal:
-            products.append([_contract_components(m[..., 0], first)])
+            m = m[..., 0]
+            unrolled = first.shape[-1] >= _MIN_UNROLLED_CHANNELS
+            products.append([(_contract_components if unrolled else _dot_components)(m, first)])
         else:
             products.append([jnp.einsum("...ikv,...iu->...kuv", m, first)])
     return products
 
 
+def _dot_components(m: jax.Array, x: jax.Array) -> jax.Array:
+    """``(*batch, d1, K)`` x ``(*batch, d1, U)`` -> ``(*batch, K, U)``, summed over ``d1``."""
+    return jnp.einsum("...ik,...iu->...ku", m, x)
+
+
 @jax.custom_jvp
 def _contract_components(m: jax.Array, x: jax.Array) -> jax.Array:
-    """``einsum("...ik,...iu->...ku", m, x)`` for a few components ``i`` (``2l1+1``).
+    """:func:`_dot_components` as a sum of ``d1`` (``2l1+1``) broadcast products.
 
-    ``m``: ``(*batch, d1, K)``, ``x``: ``(*batch, d1, U)``, batch axes broadcast; returns
-    ``(*batch, K, U)``. Evaluated without differentiation (inference) and with at least
-    ``_MIN_UNROLLED_CHANNELS`` channels, the value is a sum of ``d1`` broadcast products, one
-    loop kernel: XLA's CPU backend runs such a batched product of tiny matrices as a dot several
-    times slower (``benchmarks/tensor_product.py``, channel-wise forward). Under differentiation
-    value and tangents are the einsum's: their transposes are dots that run well, and an
-    unrolled value there fuses into every consumer of the products, which costs seconds of
-    compilation of a training step for no faster step. Forward and reverse mode and their
-    compositions all work.
+    Evaluated without differentiation (inference), one loop kernel: XLA's CPU backend runs the
+    batched product of tiny matrices as a dot several times slower
+    (``benchmarks/tensor_product.py``, channel-wise forward). Under differentiation value and
+    tangents are the dot's: their transposes are dots that run well, and an unrolled value
+    there fuses into every consumer of the products, which costs seconds of compilation of a
+    training step for no faster step. Forward and reverse mode and their compositions all work.
     """
-    if x.shape[-1] < _MIN_UNROLLED_CHANNELS:
-        return jnp.einsum("...ik,...iu->...ku", m, x)
     return functools.reduce(
         operator.add, (m[..., i, :, None] * x[..., i, None, :] for i in range(m.shape[-2]))
     )
@@ -657,10 +659,10 @@ def _contract_components_jvp(primals, tangents):
     dm, dx = tangents
     terms = []
     if not isinstance(dm, jax.custom_derivatives.SymbolicZero):
-        terms.append(jnp.einsum("...ik,...iu->...ku", dm, x))
+        terms.append(_dot_components(dm, x))
     if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
-        terms.append(jnp.einsum("...ik,...iu->...ku", m, dx))
-    value = jnp.einsum("...ik,...iu->...ku", m, x)
+        terms.append(_dot_components(m, dx))
+    value = _dot_components(m, x)
     tangent = functools.reduce(operator.add, terms) if terms else jnp.zeros_like(value)
     return value, tangent
 
